@@ -1,0 +1,7 @@
+"""``python -m clipviz``: see ``clipviz.cli``."""
+
+import sys
+
+from clipviz.cli import main
+
+sys.exit(main())

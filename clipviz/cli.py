@@ -1,0 +1,239 @@
+"""The command line: ``python -m clipviz {reproduce,train,worked,sweep,bench}``.
+
+Every subcommand prints a readable table, or one JSON document with
+``--json``. Bad arguments exit with status 2 and a one-line message naming
+the argument; no traceback reaches the user.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections.abc import Sequence
+
+from clipviz.config import FIELDS, PRESETS, ConfigProblem, TrainConfig
+
+
+class UsageError(Exception):
+    """A bad argument: printed as one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # argparse's own errors: one line, exit 2
+        raise UsageError(message)
+
+
+def _positive_int(name: str, low: int = 1, high: int = 10_000):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{name} must be a whole number, got {text!r}"
+            ) from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(
+                f"{name} must be between {low} and {high}, got {value}"
+            )
+        return value
+
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m clipviz", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("reproduce", help="the reference experiment over several seeds")
+    p.add_argument("--seeds", type=_positive_int("--seeds", 1, 100), default=5)
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("train", help="train one configuration and report the outcome")
+    p.add_argument("--preset", choices=list(PRESETS), default=None)
+    for name, f in FIELDS.items():
+        flags = [f"--{name.replace('_', '-')}"]
+        if "_" in name:
+            flags.append(f"--{name}")
+        p.add_argument(
+            *flags,
+            dest=name,
+            default=None,
+            metavar=f.metadata["kind"].__name__.upper(),
+            help=f.metadata["help"],
+        )
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("worked", help="clip one vector by value or by norm, step by step")
+    p.add_argument(
+        "--vector", required=True, help='numbers separated by commas, e.g. "2,-6,8,-3,5"'
+    )
+    p.add_argument("--mode", required=True, choices=["value", "norm"])
+    p.add_argument("--threshold", required=True)
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("sweep", help="train a grid of networks at once (stability map)")
+    p.add_argument("--network", choices=["mlp", "rnn", "lstm"], default="mlp")
+    p.add_argument("--grid", type=_positive_int("--grid", 2, 64), default=16)
+    p.add_argument("--epochs", type=_positive_int("--epochs", 1, 1000), default=None)
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("bench", help="time the fully recorded 1600-step reference run")
+    p.add_argument("--repeats", type=_positive_int("--repeats", 1, 100), default=5)
+    p.add_argument(
+        "--keras", action="store_true", help="also time Keras 3 (torch backend) on the same fit"
+    )
+    p.add_argument("--json", action="store_true")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = build_parser().parse_args(argv)
+        output = COMMANDS[args.command](args)
+    except UsageError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    if output is not None:
+        print(output)
+    return 0
+
+
+# ---- commands --------------------------------------------------------------
+
+
+def _json(document: dict) -> str:
+    return json.dumps(document, indent=2, allow_nan=False, default=_clean)
+
+
+def _clean(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    raise TypeError(f"not JSON serialisable: {value!r}")
+
+
+def _fmt(value, digits: int = 3) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return "NaN"
+        return f"{value:.{digits}f}" if abs(value) < 1e5 else f"{value:.3g}"
+    return str(value)
+
+
+def table(headers: list[str], rows: list[list]) -> str:
+    cells = [[_fmt(v) for v in row] for row in rows]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
+    return "\n".join(lines)
+
+
+def cmd_reproduce(args) -> str:
+    from clipviz.experiments import reproduce
+
+    rows = [r.as_row() for r in reproduce(args.seeds)]
+    if args.json:
+        return _json({"seeds": args.seeds, "rows": rows})
+    body = table(
+        [
+            "experiment",
+            "runs",
+            "exploded",
+            "train MSE (median)",
+            "test MSE (median)",
+            "published train",
+            "published test",
+        ],
+        [
+            [
+                r["experiment"],
+                r["runs"],
+                r["exploded_runs"],
+                r["train_mse_median"],
+                r["test_mse_median"],
+                r["published_outcome"] or r["published_train_mse"],
+                r["published_outcome"] or r["published_test_mse"],
+            ]
+            for r in rows
+        ],
+    )
+    notes = "\n".join(f"  {r['experiment']}: {r['note']}" for r in rows)
+    return f"{body}\n\nMSE in the target's original units; published figures: Keras 2.2, one run.\nWhy ours differ:\n{notes}"
+
+
+def config_from_args(args) -> TrainConfig:
+    params = {name: getattr(args, name) for name in FIELDS if getattr(args, name, None) is not None}
+    if args.preset:
+        params["preset"] = args.preset
+    config, problems = TrainConfig.from_params(params)
+    if problems:
+        raise UsageError(_problem_line(problems[0]))
+    return config
+
+
+def _problem_line(problem: ConfigProblem) -> str:
+    return f"argument --{problem.key.replace('_', '-')}: {problem.message}"
+
+
+def cmd_train(args) -> str:
+    from clipviz.trainer import Trainer
+
+    config = config_from_args(args)
+    summary = Trainer(config).run().summary()
+    document = summary.as_dict()
+    if args.json:
+        return _json(document)
+    lines = [f"{config.label()}"]
+    lines += [f"  {k:<18} {_fmt(v)}" for k, v in document.items() if k != "config"]
+    return "\n".join(lines)
+
+
+def cmd_worked(args) -> str:
+    from clipviz.worked import WorkedInputError, compute, parse_threshold, parse_vector
+
+    try:
+        vector = parse_vector(args.vector)
+    except WorkedInputError as error:
+        raise UsageError(f"argument --vector: {error}") from None
+    try:
+        threshold = parse_threshold(args.threshold)
+    except WorkedInputError as error:
+        raise UsageError(f"argument --threshold: {error}") from None
+    result = compute(vector, args.mode, threshold)
+    return _json(result.as_dict()) if args.json else result.table()
+
+
+def cmd_sweep(args) -> str:
+    from clipviz.sweep import run_sweep_command
+
+    return run_sweep_command(args, as_json=args.json, json_dumps=_json, table=table)
+
+
+def cmd_bench(args) -> str:
+    from clipviz.experiments import bench
+
+    if args.keras:
+        try:
+            import keras  # noqa: F401
+        except ImportError:
+            raise UsageError("argument --keras: the keras package is not installed") from None
+    result = bench(args.repeats, keras=args.keras).as_dict()
+    if args.json:
+        return _json(result)
+    return "\n".join(f"{k:<22} {v}" for k, v in result.items())
+
+
+COMMANDS = {
+    "reproduce": cmd_reproduce,
+    "train": cmd_train,
+    "worked": cmd_worked,
+    "sweep": cmd_sweep,
+    "bench": cmd_bench,
+}
