@@ -411,10 +411,9 @@ class Trainer:
 
     def memory_bytes(self) -> int:
         """Bytes held by tensors and record arrays (bounded for the whole run)."""
-        tensors = [self.params, self.grad, self.velocity, self._step_buf]
-        tensors += [
-            t for t in (self.second_moment, self._layer_buf, self._hidden_buf) if t is not None
-        ]
+        tensors = [self.params, self.grad, self.velocity, self._loss, self._grad_norm]
+        optional = ("second_moment", "_stats", "_layer_norms", "_raw", "_hidden")
+        tensors += [t for t in (getattr(self, name, None) for name in optional) if t is not None]
         return sum(t.numel() * t.element_size() for t in tensors) + self.epoch_train_loss.nbytes * 2
 
 
