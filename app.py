@@ -8,17 +8,33 @@ import streamlit as st
 
 st.set_page_config(
     page_title="clipviz: exploding gradients and gradient clipping",
-    page_icon="✂️",
+    page_icon=":material/content_cut:",
     layout="wide",
     initial_sidebar_state="expanded",
 )
 
 PAGES = [
-    st.Page("pages/home.py", title="Home", icon="🏠", url_path="home", default=True),
+    st.Page("pages/home.py", title="Home", icon=":material/home:", url_path="home", default=True),
+    st.Page("pages/lab.py", title="Training Lab", icon=":material/science:", url_path="lab"),
     st.Page(
-        "pages/worked_examples.py", title="Worked examples", icon="🧮", url_path="worked_examples"
+        "pages/worked_examples.py",
+        title="Worked examples",
+        icon=":material/calculate:",
+        url_path="worked_examples",
     ),
-    st.Page("pages/cliff.py", title="The cliff", icon="⛰️", url_path="cliff"),
+    st.Page(
+        "pages/tutorial.py", title="Tutorial", icon=":material/menu_book:", url_path="tutorial"
+    ),
+    st.Page(
+        "pages/recurrent.py", title="Recurrent nets", icon=":material/replay:", url_path="recurrent"
+    ),
+    st.Page("pages/cliff.py", title="The cliff", icon=":material/landscape:", url_path="cliff"),
+    st.Page(
+        "pages/stability_map.py",
+        title="Stability map",
+        icon=":material/grid_on:",
+        url_path="stability_map",
+    ),
 ]
 
 st.navigation(PAGES, position="sidebar").run()
