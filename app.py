@@ -14,7 +14,7 @@ st.set_page_config(
 )
 
 PAGES = [
-    st.Page("pages/home.py", title="Home", icon=":material/home:", url_path="home", default=True),
+    st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
     st.Page("pages/lab.py", title="Training Lab", icon=":material/science:", url_path="lab"),
     st.Page(
         "pages/worked_examples.py",
