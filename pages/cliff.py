@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import streamlit as st
 
+from app_boot import ensure_router
 from clipviz import cliff
 from clipviz.figures import cliff as figures
+
+ensure_router()
 
 LR_OPTIONS = [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0]
 
@@ -116,6 +119,7 @@ steps = row2[2].slider(
     key="cliff_steps",
     bind="query-params",
 )
+
 
 problems = cliff.validate(lr, threshold, steps, T)
 if problems:

@@ -2,7 +2,10 @@
 
 import streamlit as st
 
-from clipviz.diagnose import FIX_NOTES, SIGNS
+from app_boot import ensure_router
+from clipviz import story
+
+ensure_router()
 
 st.title("Exploding gradients, and how clipping tames them")
 st.markdown(
@@ -49,15 +52,28 @@ with right:
     )
 
 st.divider()
+st.subheader("A checklist for a run that misbehaves")
+st.markdown(
+    "Tick what you see in your own run. Each line links to a Training Lab configuration "
+    "that shows it (the link opens in a new tab); the Lab names these signs on a live run "
+    "and says at which step each first appeared."
+)
 signs_col, fixes_col = st.columns(2, gap="large")
+
+
+def _checklist(items: tuple[story.ChecklistItem, ...], prefix: str, see: str) -> None:
+    for i, item in enumerate(items):
+        st.checkbox(f"**{item.title}**", key=f"{prefix}_{i}")
+        links = " · ".join(f"[{link.label} ↗]({link.url})" for link in item.links)
+        st.caption(f"{item.why}  \n{see}: {links}. {item.note}")
+
+
 with signs_col:
-    st.subheader("Signs to watch for")
-    for sign in SIGNS:
-        st.markdown(f"- **{sign.title}.** {sign.why}")
+    st.markdown("##### Signs of exploding gradients")
+    _checklist(story.SIGN_CHECKLIST, "sign", "See it")
 with fixes_col:
-    st.subheader("Fixes")
-    for title, why in FIX_NOTES:
-        st.markdown(f"- **{title}.** {why}")
+    st.markdown("##### Fixes")
+    _checklist(story.FIX_CHECKLIST, "fix", "Try it")
     st.caption(
         "Pick a clipping threshold by trial and error, from common values (norm 1.0, "
         "value 0.5), or by first watching typical gradient norms. Pascanu et al. (2013) "
@@ -67,22 +83,40 @@ with fixes_col:
 st.divider()
 st.subheader("Map of the app")
 MAP = [
+    ("pages/lab.py", "Training Lab", "Pick a network and its settings; train it live."),
     (
         "pages/worked_examples.py",
         "Worked examples",
         "Clip a vector by value and by norm, one operation at a time.",
     ),
     (
+        "pages/tutorial.py",
+        "Tutorial",
+        "The reference experiment retold in six chapters, ours beside the published numbers.",
+    ),
+    (
+        "pages/recurrent.py",
+        "Recurrent nets",
+        "Gradients through time: RNN against LSTM, and truncated backpropagation.",
+    ),
+    (
         "pages/cliff.py",
         "The cliff",
         "Pascanu's one-unit recurrent net: a wall in the loss, and clipped descent.",
     ),
+    (
+        "pages/stability_map.py",
+        "Stability map",
+        "Many networks trained at once: where training diverges.",
+    ),
 ]
-cols = st.columns(len(MAP))
-for col, (page, title, blurb) in zip(cols, MAP, strict=True):
-    with col, st.container(border=True):
-        st.page_link(page, label=f"**{title}**")
-        st.caption(blurb)
+
+
+for row in (MAP[:3], MAP[3:]):
+    for col, (page, title, blurb) in zip(st.columns(3), row, strict=True):
+        with col, st.container(border=True):
+            st.page_link(page, label=f"**{title}**")
+            st.caption(blurb)
 
 st.caption(
     "Sources: R. Pascanu, T. Mikolov, Y. Bengio, *On the difficulty of training recurrent "

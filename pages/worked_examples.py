@@ -13,9 +13,12 @@ from typing import Any
 
 import streamlit as st
 
+from app_boot import ensure_router
 from clipviz import worked
 from clipviz.figures import worked as figures
 from clipviz.figures.style import ACCENT
+
+ensure_router()
 
 SOURCE = worked.SOURCE_EXAMPLE
 SOURCE_VECTOR_TEXT = ", ".join(worked.format_number(x) for x in SOURCE.vector)
@@ -391,6 +394,7 @@ st.markdown(
     "Clipping is a little arithmetic done on the gradient before each weight update. "
     "Step through it number by number, first on the tutorial's own example, then on yours."
 )
+
 vector, value_c, norm_c = _inputs()
 by_value = worked.compute(vector, "value", value_c)
 by_norm = worked.compute(vector, "norm", norm_c)

@@ -1,0 +1,27 @@
+"""Keep deep links working on a freshly started server.
+
+Streamlit decides at the first page load whether the app uses the old
+"pages/ folder" navigation: until some run has called ``st.navigation``, a
+``pages/`` folder beside ``app.py`` switches it on. So when the very first
+request after a start is a deep link (a shared ``/lab?preset=...``), Streamlit
+runs ``pages/lab.py`` on its own, without ``app.py``: no page config, and a
+sidebar of raw file names. Every page calls ``ensure_router()`` first; in that
+situation it switches the old mode off and runs ``app.py`` in the same script
+run (so widget events are kept), whose ``st.navigation`` runs the requested
+page, and then ends the outer run.
+"""
+
+import runpy
+from pathlib import Path
+
+import streamlit as st
+from streamlit.runtime.pages_manager import PagesManager
+
+APP = Path(__file__).with_name("app.py")
+
+
+def ensure_router() -> None:
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        runpy.run_path(str(APP), run_name="__main__")
+        st.stop()
