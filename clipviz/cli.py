@@ -75,8 +75,32 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("sweep", help="train a grid of networks at once (stability map)")
     p.add_argument("--network", choices=["mlp", "rnn", "lstm"], default="mlp")
-    p.add_argument("--grid", type=_positive_int("--grid", 2, 64), default=16)
+    p.add_argument(
+        "--grid",
+        type=_positive_int("--grid", 2, 64),
+        default=None,
+        help="cells per axis (default 16 for the MLP, 8 for recurrent nets)",
+    )
     p.add_argument("--epochs", type=_positive_int("--epochs", 1, 1000), default=None)
+    p.add_argument(
+        "--clip-modes",
+        "--clip_modes",
+        dest="clip_modes",
+        default="norm",
+        help="comma-separated maps to compute, from none, norm, value (default: norm)",
+    )
+    for name, what in (("lr", "learning rate"), ("threshold", "clip threshold")):
+        for end in ("min", "max"):
+            p.add_argument(
+                f"--{name}-{end}",
+                f"--{name}_{end}",
+                dest=f"{name}_{end}",
+                type=float,
+                default=None,
+                help=f"{'lowest' if end == 'min' else 'highest'} {what} of the log grid",
+            )
+    p.add_argument("--seed", type=_positive_int("--seed", 0, 2**31 - 1), default=1)
+    p.add_argument("--threads", type=_positive_int("--threads", 1, 2), default=None)
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("bench", help="time the fully recorded 1600-step reference run")

@@ -86,8 +86,14 @@ class Trainer:
         record: Literal["full", "summary"] = "full",
         hidden_grads: bool = False,
         dataset: Dataset | None = None,
+        evaluate_epochs: bool = True,
     ):
+        """``evaluate_epochs=False`` skips the whole-set train and test losses
+        after every epoch (``epoch_records`` then holds NaN): a sweep of many
+        lanes needs only the final losses, and those evaluations would cost it
+        as much as the training itself."""
         self.config = config.validated()
+        self.evaluate_epochs = evaluate_epochs
         self.n_lanes = n_lanes
         self.record = record
         self.data = dataset or dataset_for(config)
@@ -122,6 +128,10 @@ class Trainer:
         self._views = self.layout.views(self.params)
         self._gviews = self.layout.views(self.grad)
         self.velocity = torch.zeros_like(self.params)
+        self._direction = torch.empty_like(self.params)  # reused: see _update_direction
+        # Many lanes, SGD, summary records: the fused optimizer step (_sgd_step_lanes).
+        self._fused_sgd = n_lanes > 1 and record == "summary" and config.optimizer == "sgd"
+        self._neg_lr = -self.lr
         self.second_moment = torch.zeros_like(self.params) if config.optimizer == "adam" else None
         self._batch_gen = torch.Generator().manual_seed(10_007 * config.seed + 17)
 
@@ -227,8 +237,11 @@ class Trainer:
         if full:
             self._raw[0, k] = self.grad
         total = self.rule.clip_(self.grad, self.layout)
-        update = self._update_direction(s + 1).mul_(self.lr)  # params -= lr * direction
-        self.params.sub_(update)
+        if self._fused_sgd:
+            self._sgd_step_lanes()
+        else:
+            update = self._update_direction(s + 1).mul_(self.lr)  # params -= lr * direction
+            self.params.sub_(update)
         if full:
             self._raw[1, k] = self.grad
             self._raw[2, k] = update
@@ -245,18 +258,36 @@ class Trainer:
         if self.step_count % self.batches_per_epoch == 0:
             self._end_epoch()
 
+    def _sgd_step_lanes(self) -> None:
+        """SGD with momentum for many lanes without per-step records, fused.
+
+        The same update as ``_update_direction`` then ``params -= lr * v``, in
+        one pass over each (P, N) tensor instead of several: with a thousand
+        lanes the step is bound by memory traffic. Fused multiply-adds may
+        round the last bit differently from the single-lane path.
+        """
+        momentum = self.config.momentum
+        if momentum:
+            torch.add(self.grad, self.velocity, alpha=momentum, out=self.velocity)
+            self.params.addcmul_(self.velocity, self._neg_lr)
+        else:
+            self.params.addcmul_(self.grad, self._neg_lr)
+
     def _update_direction(self, t: int) -> torch.Tensor:
-        """The optimizer's step direction (before the learning rate), a new tensor.
+        """The optimizer's step direction (before the learning rate).
 
         SGD with momentum in PyTorch's form v = m v + g (Keras's v = m v - lr g
         is the same at a constant learning rate); Adam as in Kingma & Ba (2015).
+        SGD's direction is written into one buffer reused every step (a fresh
+        (P, N) tensor per step costs page faults when N is large); the caller
+        may scale it in place.
         """
         cfg = self.config
         if cfg.optimizer == "sgd":
             if cfg.momentum == 0:
-                return self.grad.clone()
+                return self._direction.copy_(self.grad)
             self.velocity.mul_(cfg.momentum).add_(self.grad)
-            return self.velocity * 1.0
+            return self._direction.copy_(self.velocity)
         b1, b2 = ADAM_BETAS
         self.velocity.mul_(b1).add_(self.grad, alpha=1 - b1)
         self.second_moment.mul_(b2).addcmul_(self.grad, self.grad, value=1 - b2)
@@ -352,8 +383,9 @@ class Trainer:
         e = self.epochs_done
         if e >= self.config.epochs:
             return
-        self.epoch_train_loss[e] = self.evaluate(self.data.x_train, self.data.y_train)
-        self.epoch_test_loss[e] = self.evaluate(self.data.x_test, self.data.y_test)
+        if self.evaluate_epochs:
+            self.epoch_train_loss[e] = self.evaluate(self.data.x_train, self.data.y_train)
+            self.epoch_test_loss[e] = self.evaluate(self.data.x_test, self.data.y_test)
         self.epochs_done += 1
 
     # ---- records -------------------------------------------------------

@@ -20,7 +20,9 @@ def test_library_source_never_imports_streamlit():
                 names = [a.name for a in node.names]
             elif isinstance(node, ast.ImportFrom) and node.module:
                 names = [node.module]
-            assert not any(n.split(".")[0] == "streamlit" for n in names), f"{path} imports streamlit"
+            assert not any(n.split(".")[0] == "streamlit" for n in names), (
+                f"{path} imports streamlit"
+            )
 
 
 def test_importing_every_library_module_loads_no_streamlit():
@@ -29,8 +31,14 @@ def test_importing_every_library_module_loads_no_streamlit():
         for p in (ROOT / "clipviz").rglob("*.py")
         if p.name not in ("__init__.py", "__main__.py")
     ]
-    code = "import sys\n" + "".join(f"import {m}\n" for m in modules) + "print('streamlit' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    code = (
+        "import sys\n"
+        + "".join(f"import {m}\n" for m in modules)
+        + "print('streamlit' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
 

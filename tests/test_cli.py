@@ -10,7 +10,9 @@ from clipviz.cli import main
 
 
 def run(*args):
-    proc = subprocess.run([sys.executable, "-m", "clipviz", *args], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "clipviz", *args], capture_output=True, text=True, timeout=300
+    )
     return proc.returncode, proc.stdout, proc.stderr
 
 
@@ -18,21 +20,50 @@ def test_train_json_reports_an_explosion():
     code, out, err = run("train", "--preset", "tutorial_unscaled", "--json")
     assert code == 0, err
     doc = json.loads(out)
-    assert {"config", "steps", "exploded_at", "final_train_loss", "final_test_loss", "max_grad_norm", "clipped_fraction"} <= set(doc)
+    assert {
+        "config",
+        "steps",
+        "exploded_at",
+        "final_train_loss",
+        "final_test_loss",
+        "max_grad_norm",
+        "clipped_fraction",
+    } <= set(doc)
     assert isinstance(doc["exploded_at"], int) and doc["steps"] == doc["exploded_at"]
 
 
 def test_train_explicit_keys_override_the_preset(capsys):
-    assert main(["train", "--preset", "tutorial_unscaled", "--clip_mode", "norm", "--clip-norm", "1", "--epochs", "3", "--json"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--preset",
+                "tutorial_unscaled",
+                "--clip_mode",
+                "norm",
+                "--clip-norm",
+                "1",
+                "--epochs",
+                "3",
+                "--json",
+            ]
+        )
+        == 0
+    )
     doc = json.loads(capsys.readouterr().out)
     assert doc["exploded_at"] is None and doc["steps"] == 48
     assert doc["config"]["clip_mode"] == "norm" and doc["clipped_fraction"] > 0.9
 
 
 def test_worked_json_has_the_contract_fields(capsys):
-    assert main(["worked", "--vector", "2,-6,8,-3,5", "--mode", "value", "--threshold", "4", "--json"]) == 0
+    assert (
+        main(["worked", "--vector", "2,-6,8,-3,5", "--mode", "value", "--threshold", "4", "--json"])
+        == 0
+    )
     doc = json.loads(capsys.readouterr().out)
-    assert {"input", "mode", "threshold", "norm_before", "scale", "output", "norm_after"} <= set(doc)
+    assert {"input", "mode", "threshold", "norm_before", "scale", "output", "norm_after"} <= set(
+        doc
+    )
     assert doc["output"] == [2, -4, 4, -3, 4]
 
 
@@ -67,9 +98,22 @@ def test_reproduce_json_rows():
     code, out, err = run("reproduce", "--seeds", "1", "--json")
     assert code == 0, err
     rows = {r["experiment"]: r for r in json.loads(out)["rows"]}
-    assert set(rows) >= {"no_clip", "clip_norm_1", "clip_value_5", "standardized_target", "clip_norm_1_value_5"}
+    assert set(rows) >= {
+        "no_clip",
+        "clip_norm_1",
+        "clip_value_5",
+        "standardized_target",
+        "clip_norm_1_value_5",
+    }
     for row in rows.values():
-        assert {"runs", "exploded_runs", "train_mse_median", "test_mse_median", "published_train_mse", "published_test_mse"} <= set(row)
+        assert {
+            "runs",
+            "exploded_runs",
+            "train_mse_median",
+            "test_mse_median",
+            "published_train_mse",
+            "published_test_mse",
+        } <= set(row)
     assert rows["no_clip"]["exploded_runs"] == 1
     assert rows["clip_norm_1"]["published_train_mse"] == 5.082
 

@@ -36,7 +36,10 @@ def make(shapes_, seed, scale, lanes=1):
     """Random gradients as a list of tensors and as our flat (P, N) layout."""
     gen = torch.Generator().manual_seed(seed)
     tensors = [torch.randn(*s, generator=gen) * scale for s in shapes_]
-    entries = [(f"t{i}", tuple(s), "output" if i == len(shapes_) - 1 else "hidden") for i, s in enumerate(shapes_)]
+    entries = [
+        (f"t{i}", tuple(s), "output" if i == len(shapes_) - 1 else "hidden")
+        for i, s in enumerate(shapes_)
+    ]
     layout = Layout(entries)
     flat = torch.cat([t.flatten() for t in tensors]).unsqueeze(1).repeat(1, lanes).contiguous()
     return tensors, layout, flat

@@ -20,8 +20,21 @@ from clipviz.config import (
 
 def test_defaults_are_the_reference_experiment():
     c = DEFAULT
-    assert (c.network, c.lr, c.optimizer, c.momentum, c.batch_size, c.epochs) == ("mlp", 0.01, "sgd", 0.9, 32, 100)
-    assert (c.target_scaling, c.clip_mode, c.width, c.depth, c.activation) == ("none", "none", 25, 1, "relu")
+    assert (c.network, c.lr, c.optimizer, c.momentum, c.batch_size, c.epochs) == (
+        "mlp",
+        0.01,
+        "sgd",
+        0.9,
+        32,
+        100,
+    )
+    assert (c.target_scaling, c.clip_mode, c.width, c.depth, c.activation) == (
+        "none",
+        "none",
+        25,
+        1,
+        "relu",
+    )
     assert c.total_steps_estimate() == 1600
 
 
@@ -55,7 +68,9 @@ def test_bad_values_are_reported_and_the_default_kept(params, key, words):
 
 
 def test_preset_applies_first_and_explicit_keys_override():
-    config, problems = TrainConfig.from_params({"preset": "tutorial_clip_norm", "clip-norm": "2.5", "lr": "0.02"})
+    config, problems = TrainConfig.from_params(
+        {"preset": "tutorial_clip_norm", "clip-norm": "2.5", "lr": "0.02"}
+    )
     assert problems == []
     assert config.clip_mode == "norm" and config.clip_norm == 2.5 and config.lr == 0.02
 

@@ -4,7 +4,13 @@ import numpy as np
 import pytest
 
 from clipviz.config import DEFAULT
-from clipviz.data import adding_problem, dataset_for, digits_rows, reference_arrays, reference_regression
+from clipviz.data import (
+    adding_problem,
+    dataset_for,
+    digits_rows,
+    reference_arrays,
+    reference_regression,
+)
 
 
 def test_reference_regression_is_the_tutorials_problem():
@@ -26,7 +32,9 @@ def test_scaling_is_fitted_on_training_rows_only(kind):
         assert abs(train.mean()) < 1e-5 and train.std() == pytest.approx(1.0, rel=1e-5)
         assert data.scaler.shift == pytest.approx(y[:500].mean())
     else:
-        assert train.min() == pytest.approx(0.0, abs=1e-6) and train.max() == pytest.approx(1.0, abs=1e-6)
+        assert train.min() == pytest.approx(0.0, abs=1e-6) and train.max() == pytest.approx(
+            1.0, abs=1e-6
+        )
     # Test rows use the training statistics, and MSE converts back with the square of the scale.
     test_scaled = data.y_test[:, 0].double().numpy()
     np.testing.assert_allclose(data.scaler.inverse(test_scaled), y[500:], rtol=1e-5, atol=1e-3)

@@ -64,7 +64,9 @@ def test_init_is_deterministic_for_a_seed():
 
 def torch_nn_reference(net: RecurrentNet, flat: torch.Tensor, x: torch.Tensor):
     """The same weights loaded into torch.nn.LSTM / torch.nn.RNN: final hidden state -> head."""
-    wx, wh, b, wo, bo = (flat[s.offset : s.offset + s.size].view(*s.shape) for s in net.layout.specs)
+    wx, wh, b, wo, bo = (
+        flat[s.offset : s.offset + s.size].view(*s.shape) for s in net.layout.specs
+    )
     cls = torch.nn.LSTM if net.cell == "lstm" else torch.nn.RNN
     kwargs = {} if net.cell == "lstm" else {"nonlinearity": "tanh"}
     ref = cls(net.n_inputs, net.hidden, batch_first=True, **kwargs)
@@ -80,7 +82,9 @@ def torch_nn_reference(net: RecurrentNet, flat: torch.Tensor, x: torch.Tensor):
 
 @pytest.mark.parametrize("cell", ["lstm", "rnn"])
 def test_recurrent_nets_match_torch_nn(cell):
-    net = RecurrentNet(cell, n_inputs=2, hidden=4, n_outputs=1, classification=False, recurrent_scale=1.2)
+    net = RecurrentNet(
+        cell, n_inputs=2, hidden=4, n_outputs=1, classification=False, recurrent_scale=1.2
+    )
     flat = net.init(torch.Generator().manual_seed(3)).unsqueeze(1)
     x = torch.randn(5, 12, 2)
     y = torch.randn(5, 1, 1)

@@ -16,9 +16,12 @@ def reference_loop(config, steps: int):
     trainer = Trainer(config)  # only to borrow the initial weights
     data = dataset_for(config)
     w1, b1, w2, b2 = (
-        trainer.initial_params[s.offset : s.offset + s.size].view(*s.shape) for s in trainer.layout.specs
+        trainer.initial_params[s.offset : s.offset + s.size].view(*s.shape)
+        for s in trainer.layout.specs
     )
-    model = torch.nn.Sequential(torch.nn.Linear(20, config.width), torch.nn.ReLU(), torch.nn.Linear(config.width, 1))
+    model = torch.nn.Sequential(
+        torch.nn.Linear(20, config.width), torch.nn.ReLU(), torch.nn.Linear(config.width, 1)
+    )
     with torch.no_grad():
         model[0].weight.copy_(w1.T)
         model[0].bias.copy_(b1)
@@ -26,10 +29,15 @@ def reference_loop(config, steps: int):
         model[2].bias.copy_(b2)
     if config.optimizer == "sgd":
         optimizer = torch.optim.SGD(
-            model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+            model.parameters(),
+            lr=config.lr,
+            momentum=config.momentum,
+            weight_decay=config.weight_decay,
         )
     else:
-        optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        optimizer = torch.optim.Adam(
+            model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+        )
     # The trainer's documented batch order: one permutation per epoch from this generator.
     gen = torch.Generator().manual_seed(10_007 * config.seed + 17)
     losses, norms = [], []
@@ -85,15 +93,21 @@ def test_trainer_matches_plain_pytorch_loop(changes):
 def test_explosion_is_recorded_at_the_step_the_reference_loop_overflows():
     config = PRESETS["tutorial_unscaled"].config
     ref_loss, ref_norm = reference_loop(config, 200)
-    first_bad = next(i for i in range(len(ref_loss)) if not (math.isfinite(ref_loss[i]) and math.isfinite(ref_norm[i])))
+    first_bad = next(
+        i
+        for i in range(len(ref_loss))
+        if not (math.isfinite(ref_loss[i]) and math.isfinite(ref_norm[i]))
+    )
     trainer = Trainer(config).run()
     assert trainer.done
     assert trainer.exploded_at == first_bad + 1  # steps are 1-based
     assert trainer.step_count == trainer.exploded_at  # a single run stops there
     assert trainer.explosion.quantity in ("loss", "gradient", "weights")
-    assert trainer.explosion.grad_norm_before is not None and trainer.explosion.grad_norm_before > 1e3
+    assert (
+        trainer.explosion.grad_norm_before is not None and trainer.explosion.grad_norm_before > 1e3
+    )
     rec = trainer.records()
-    assert np.isfinite(rec["loss"][: first_bad]).all()
+    assert np.isfinite(rec["loss"][:first_bad]).all()
 
 
 def test_same_seed_gives_identical_records():
@@ -125,9 +139,13 @@ def test_records_describe_what_clipping_did():
     assert clipped.all()  # the unscaled target's gradients are far above 1
     np.testing.assert_allclose(rec["grad_norm_after"][clipped], 1.0, rtol=1e-4)
     np.testing.assert_allclose(rec["cosine"], 1.0, atol=1e-4)
-    np.testing.assert_allclose(rec["clip_scale"], rec["grad_norm_after"] / rec["grad_norm"], rtol=1e-5)
+    np.testing.assert_allclose(
+        rec["clip_scale"], rec["grad_norm_after"] / rec["grad_norm"], rtol=1e-5
+    )
     assert rec["layer_grad_norm"].shape == (32, 2)
-    np.testing.assert_allclose(np.linalg.norm(rec["layer_grad_norm"], axis=1), rec["grad_norm"], rtol=1e-4)
+    np.testing.assert_allclose(
+        np.linalg.norm(rec["layer_grad_norm"], axis=1), rec["grad_norm"], rtol=1e-4
+    )
     assert (rec["max_abs_grad"] <= rec["grad_norm"] * (1 + 1e-6)).all()
     assert (rec["update_ratio"] > 0).all()
     epochs = trainer.epoch_records()
@@ -177,6 +195,9 @@ def test_reproduction_outcomes_hold_over_five_seeds():
         result = run_experiment(EXPERIMENT_BY_NAME[name], seeds)
         assert result.exploded_runs == 0, name
         assert all(math.isfinite(v) for v in result.test_mse), name
-    rows = {name: run_experiment(EXPERIMENT_BY_NAME[name], seeds).as_row() for name in ("clip_norm_1", "clip_value_5")}
+    rows = {
+        name: run_experiment(EXPERIMENT_BY_NAME[name], seeds).as_row()
+        for name in ("clip_norm_1", "clip_value_5")
+    }
     assert rows["clip_norm_1"]["train_mse_median"] < 50
     assert rows["clip_value_5"]["test_mse_median"] < 200

@@ -1,0 +1,379 @@
+"""Stability map: many networks trained at once, and where training diverges.
+
+Widgets and layout only: the networks are trained by ``clipviz.sweep``, the
+heatmaps drawn by ``clipviz.figures.stability``. Results are kept in a small
+process-wide store keyed by the settings, so revisiting a map is instant.
+
+The learner's current Lab configuration is read from ``st.session_state
+["lab_config"]`` (a ``TrainConfig`` the Lab page stores) or else from this
+page's own URL query parameters (the Lab's keys, e.g. ``?lr=0.01&clip_mode=norm``).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+
+import streamlit as st
+
+from clipviz import sweep
+from clipviz.config import FIELDS, TrainConfig
+from clipviz.data import dataset_for
+from clipviz.figures import stability as figures
+
+GRIDS = [8, 12, 16, 24, 32]
+EPOCHS = [5, 10, 20, 30, 50, 100]
+LR_STOPS = [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 3.0, 10.0]
+THRESHOLD_STOPS = [1e-3, 1e-2, 0.1, 1.0, 10.0, 100.0, 1e3, 1e4, 1e5]
+TARGET_CLIPS = {"norm": "clip by norm, c = 1 (the tutorial's)", "value": "clip by value, c = 5"}
+MAX_STORED = 12
+SHORT_MODES = {"none": "no clipping", "norm": "clip by norm", "value": "clip by value"}
+SETTING_LABELS = {
+    "grid": "Cells per axis",
+    "epochs": "Epochs per network",
+    "lr-min": "Learning rates, low end",
+    "lr-max": "Learning rates, high end",
+    "threshold-min": "Clip thresholds, low end",
+    "threshold-max": "Clip thresholds, high end",
+    "seed": "Seed",
+}
+CHART_CONFIG = {"displayModeBar": False}
+
+
+# ---- computing, with a progress bar, once per setting ---------------------------
+
+
+@st.cache_resource(show_spinner=False)
+def _store() -> tuple[OrderedDict, threading.Lock]:
+    """Finished sweeps of every session, newest last (a bounded cache)."""
+    return OrderedDict(), threading.Lock()
+
+
+def computed(spec, run, what: str):
+    """The result of ``run(spec)``, from the store or computed under a progress bar."""
+    store, lock = _store()
+    with lock:
+        if spec in store:
+            store.move_to_end(spec)
+            return store[spec]
+    text = f"Training {spec.networks:,} networks for {what}…"
+    bar = st.progress(0.0, text=text)
+    result = run(spec, progress=lambda fraction: bar.progress(fraction, text=text))
+    bar.empty()
+    with lock:
+        store[spec] = result
+        while len(store) > MAX_STORED:
+            store.popitem(last=False)
+    return result
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.3g}"
+
+
+# ---- the learner's Lab configuration ----------------------------------------------
+
+
+def learner_config() -> tuple[TrainConfig | None, list[str]]:
+    """The Lab's configuration (session state), or one given in this page's URL."""
+    config = st.session_state.get("lab_config")
+    if isinstance(config, TrainConfig):
+        return config, []
+    params = {k: v for k, v in st.query_params.to_dict().items() if k in FIELDS or k == "preset"}
+    if not params:
+        return None, []
+    config, problems = TrainConfig.from_params(params)
+    return config, [str(p) for p in problems]
+
+
+def differences(config: TrainConfig, base: TrainConfig) -> list[str]:
+    """Settings of the learner's run that these maps hold fixed at other values."""
+    keys = ["target_scaling", "optimizer", "momentum", "batch_size", "epochs", "seed"]
+    keys += ["depth", "width", "activation", "weight_decay"]
+    return [
+        f"{FIELDS[k].metadata['help']} {getattr(config, k)} (map: {getattr(base, k)})"
+        for k in keys
+        if getattr(config, k) != getattr(base, k)
+    ]
+
+
+def clip_marker(config: TrainConfig | None) -> figures.Marker | None:
+    if config is None or config.network != "mlp" or config.clip_mode not in sweep.MAP_CLIP_MODES:
+        return None
+    y = {"none": None, "norm": config.clip_norm, "value": config.clip_value}[config.clip_mode]
+    return figures.Marker(config.clip_mode, config.lr, y, f"your Lab run: {config.label()}")
+
+
+def target_marker(config: TrainConfig | None, clip_modes) -> figures.Marker | None:
+    if config is None or config.network != "mlp" or config.clip_mode not in clip_modes:
+        return None
+    std = float(dataset_for(config).y_train.double().std(unbiased=False))
+    return figures.Marker(config.clip_mode, config.lr, std, f"your Lab run: {config.label()}")
+
+
+# ---- selecting a cell ---------------------------------------------------------------
+
+
+def _select_clip_cell() -> None:
+    """Chart click -> the cell pickers (runs before the next script run)."""
+    event = st.session_state.get("clip_map_chart")
+    cell = figures.cell_from_selection(event["selection"]["points"] if event else [])
+    if cell is not None:
+        st.session_state["cell_mode"] = cell.clip_mode
+        st.session_state["cell_lr"] = cell.col
+        if cell.clip_mode != "none":
+            st.session_state["cell_threshold"] = cell.row
+
+
+def _select_target_cell() -> None:
+    event = st.session_state.get("target_map_chart")
+    cell = figures.cell_from_selection(event["selection"]["points"] if event else [])
+    if cell is not None:
+        st.session_state["target_cell"] = cell
+
+
+def _keep_valid(key: str, options: list, default) -> None:
+    if st.session_state.get(key) not in options:
+        st.session_state[key] = default
+
+
+def current_clip_cell(result: sweep.SweepResult) -> figures.Cell:
+    modes, grid = list(result.maps), len(result.spec.lrs)
+    _keep_valid("cell_mode", modes, "norm" if "norm" in modes else modes[0])
+    _keep_valid("cell_lr", list(range(grid)), grid // 2)
+    _keep_valid("cell_threshold", list(range(grid)), grid // 2)
+    mode = st.session_state["cell_mode"]
+    row = 0 if mode == "none" else st.session_state["cell_threshold"]
+    return figures.Cell(mode, row, st.session_state["cell_lr"])
+
+
+def describe_outcome(status: str, exploded_at: int, loss: float, start: float, unit: str) -> str:
+    if status == "diverged":
+        return (
+            f"**Diverged** at step {exploded_at}: the loss or gradient became NaN or infinite."
+            if exploded_at
+            else "**Diverged**: the final weights give a loss that is not finite."
+        )
+    end, begin = figures.fmt_number(loss), figures.fmt_number(start)
+    if status == "no_progress":
+        return f"**No progress**: it ended at {unit} {end}, no lower than the start ({begin})."
+    return f"**Trained**: final {unit} {end} (it started at {begin})."
+
+
+# ---- the page --------------------------------------------------------------------------
+
+st.title("Stability map")
+st.markdown(
+    "Each square of these maps is one network: the tutorial's MLP on its unscaled target, "
+    "trained with one learning rate and one clip threshold. All of them start from the same "
+    "weights and see the same batches; they are trained together as one batched tensor "
+    "program, so a whole map takes seconds. The maps show where training works, where it "
+    "goes nowhere, and where it blows up."
+)
+
+with st.form("map_settings"):
+    left, middle, right = st.columns(3)
+    grid = left.select_slider("Cells per axis", GRIDS, value=16, key="map_grid")
+    epochs = left.select_slider("Epochs per network", EPOCHS, value=30, key="map_epochs")
+    lr_range = middle.select_slider(
+        "Learning rates", LR_STOPS, value=(1e-4, 1.0), format_func=_fmt, key="map_lr_range"
+    )
+    threshold_range = middle.select_slider(
+        "Clip thresholds c",
+        THRESHOLD_STOPS,
+        value=(1e-2, 1e3),
+        format_func=_fmt,
+        key="map_threshold_range",
+    )
+    seed = right.number_input("Seed", 0, 9999, value=1, step=1, key="map_seed")
+    target_clip = right.radio(
+        "Target-scale map: compare with",
+        list(TARGET_CLIPS),
+        format_func=TARGET_CLIPS.get,
+        key="map_target_clip",
+    )
+    st.form_submit_button("Compute maps", type="primary")
+
+spec = sweep.SweepSpec(
+    grid=int(grid),
+    epochs=int(epochs),
+    lr_range=(float(lr_range[0]), float(lr_range[1])),
+    threshold_range=(float(threshold_range[0]), float(threshold_range[1])),
+    seed=int(seed),
+)
+target_spec = sweep.TargetSpec(
+    grid=int(grid),
+    epochs=int(epochs),
+    clip_modes=("none", target_clip),
+    lr_range=spec.lr_range,
+    seed=int(seed),
+)
+try:
+    spec.validated()
+    target_spec.validated()
+except sweep.SweepError as error:
+    label = SETTING_LABELS.get(error.key, error.key)
+    st.error(f"Please change a setting. {label}: {error.message}.")
+    st.stop()
+
+result = computed(spec, sweep.run_sweep, "the learning rate × threshold maps")
+lab, lab_problems = learner_config()
+
+# ---- learning rate x clip threshold -------------------------------------------------
+
+st.subheader("Learning rate × clip threshold")
+st.caption(
+    "Colour: training MSE at the end, in the target's units (darker is better; the scale "
+    "stops at the starting loss). Grey: the run diverged to NaN or infinity. Hover for "
+    "numbers; click a cell to pick it below."
+)
+cell = current_clip_cell(result)
+marker = clip_marker(lab)
+st.plotly_chart(
+    figures.clip_maps_figure(result, marker=marker, selected=cell),
+    key="clip_map_chart",
+    on_select=_select_clip_cell,
+    selection_mode="points",
+    config=CHART_CONFIG,
+)
+if lab is not None:
+    if marker is None:
+        st.caption(
+            f"Your Lab run ({lab.label()}) is not on these maps: they show the MLP with no "
+            "clipping, clipping by global norm and clipping by value."
+        )
+    else:
+        changed = differences(lab, result.base)
+        note = f" It differs from the maps in: {'; '.join(changed)}." if changed else ""
+        st.caption(f"★ marks your Lab run: {lab.label()}.{note}")
+for problem in lab_problems:
+    st.caption(f"Ignored in this page's link: {problem}")
+
+st.markdown("**Inspect a cell** (or click one on the map)")
+pick_mode, pick_lr, pick_threshold = st.columns([1, 2, 2])
+pick_mode.radio("Map", list(result.maps), format_func=SHORT_MODES.get, key="cell_mode")
+pick_lr.select_slider(
+    "Learning rate",
+    list(range(len(spec.lrs))),
+    format_func=lambda i: _fmt(result.maps[cell.clip_mode].lrs[i]),
+    key="cell_lr",
+)
+pick_threshold.select_slider(
+    "Clip threshold c",
+    list(range(len(spec.thresholds))),
+    format_func=lambda i: _fmt(spec.thresholds[i]),
+    key="cell_threshold",
+    disabled=cell.clip_mode == "none",
+)
+chosen = result.maps[cell.clip_mode]
+config = result.cell_config(cell.clip_mode, cell.row, cell.col)
+text, button = st.columns([3, 1])
+text.markdown(
+    f"{config.label()}, {config.epochs} epochs: "
+    + describe_outcome(
+        str(chosen.status[cell.row, cell.col]),
+        int(chosen.exploded_at[cell.row, cell.col]),
+        float(chosen.final_loss[cell.row, cell.col]),
+        chosen.initial_loss,
+        "train MSE",
+    )
+)
+button.link_button("Open in the Lab", f"./lab?{config.to_query()}", type="primary")
+
+# ---- what it shows -----------------------------------------------------------------------
+
+
+def boundary_sentence(result: sweep.SweepResult) -> str:
+    none = result.maps.get("none")
+    if none is None:
+        return ""
+    trained, diverged = none.lr_boundary()
+    if diverged is not None and trained is not None:
+        return (
+            "Without clipping the boundary is one learning rate: the largest that trained "
+            f"here is {_fmt(trained)}, the smallest that diverged {_fmt(diverged)}. "
+        )
+    if diverged is not None:
+        return "Without clipping every learning rate on this map diverged. "
+    return "Without clipping no run on this map diverged; widen the learning-rate range. "
+
+
+counts = {mode: m.counts() for mode, m in result.maps.items()}
+clipped_diverged = sum(c["diverged"] for mode, c in counts.items() if mode != "none")
+clipped_total = sum(m.final_loss.size for mode, m in result.maps.items() if mode != "none")
+st.markdown(
+    f"**Where the boundary lies.** {boundary_sentence(result)}"
+    f"With clipping, {clipped_diverged} of {clipped_total} runs diverged. A clipped gradient "
+    "is never longer than c (c·√P with value clipping, for P weights), so every step is "
+    "bounded and the weights cannot be thrown to infinity. What matters then is roughly the "
+    "product lr × c, so the good region is a diagonal band. Below it the steps are short and "
+    "the net creeps. Above it the net is flung to where every ReLU unit is off, and it "
+    "predicts a constant: *no progress*, the top colour. Clipping saves a run from NaN; it "
+    "does not make every setting train."
+)
+st.markdown(
+    "**The boundary is intricate.** Near the edge, neighbouring cells disagree and the "
+    "pattern does not smooth out as you add cells: Sohl-Dickstein (2024, *The boundary of "
+    "neural network trainability is fractal*) zoomed into maps like these and found "
+    "structure at every scale. The same sensitivity means a cell on the edge can end "
+    "differently when opened in the Lab: a last-digit difference in rounding, which grows "
+    "step by step there. Away from the edge, a cell and its single run agree."
+)
+
+# ---- learning rate x target scale ---------------------------------------------------------
+
+st.subheader("Learning rate × target scale")
+st.markdown(
+    "The same net on the same inputs, with the target multiplied so that its standard "
+    "deviation is the row's value. Colour: training loss at the end divided by the loss at "
+    "the start (1 means no progress), which makes rows of different scales comparable."
+)
+target = computed(target_spec, sweep.run_target_sweep, "the target-scale maps")
+selected_target = st.session_state.get("target_cell")
+st.plotly_chart(
+    figures.target_maps_figure(
+        target, marker=target_marker(lab, target.maps), selected=selected_target
+    ),
+    key="target_map_chart",
+    on_select=_select_target_cell,
+    selection_mode="points",
+    config=CHART_CONFIG,
+)
+if isinstance(selected_target, figures.Cell) and selected_target.clip_mode in target.maps:
+    tm = target.maps[selected_target.clip_mode]
+    r, c = selected_target.row, selected_target.col
+    if r < tm.loss_ratio.shape[0] and c < tm.loss_ratio.shape[1]:
+        outcome = describe_outcome(
+            str(tm.status[r, c]),
+            int(tm.exploded_at[r, c]),
+            float(tm.loss_ratio[r, c]),
+            1.0,
+            "loss ratio",
+        )
+        st.markdown(
+            f"Selected: lr {_fmt(tm.lrs[c])}, target std {_fmt(tm.target_stds[r])}, "
+            f"{figures.PANEL_TITLES['none'] if tm.threshold is None else f'clip by {tm.clip_mode} {tm.threshold:g}'}. "
+            + outcome
+        )
+        lab_config = target.cell_config(selected_target.clip_mode, r, c)
+        if lab_config is not None:
+            st.link_button("Open in the Lab", f"./lab?{lab_config.to_query()}")
+        else:
+            st.caption(
+                "The Lab offers the unscaled target (the dotted 'tutorial target' row) and a "
+                "standardized one; other scales exist only on this map."
+            )
+st.markdown(
+    "**Why the scale matters.** The gradient of the squared error is proportional to the "
+    "error, and at the start the error is as large as the target. Multiply the target by 10 "
+    "and the first gradients grow about tenfold, so the largest learning rate that survives "
+    "shrinks about tenfold: without clipping the boundary runs diagonally. Standardizing the "
+    "target moves the tutorial's net from the unstable corner into the safe one. With "
+    "clipping nothing explodes at any scale, but a large target with a small learning rate "
+    "barely moves: clipped steps are short, and there is far to go."
+)
+st.caption(
+    f"Last computed: {result.networks + target.networks:,} networks in "
+    f"{result.seconds + target.seconds:.1f} s on this machine's CPU. On the command line: "
+    "`python -m clipviz sweep --grid 32 --epochs 100 --clip-modes none,norm,value`."
+)
