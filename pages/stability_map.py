@@ -16,10 +16,13 @@ from collections import OrderedDict
 
 import streamlit as st
 
+from app_boot import ensure_router
 from clipviz import sweep
 from clipviz.config import FIELDS, TrainConfig
 from clipviz.data import dataset_for
 from clipviz.figures import stability as figures
+
+ensure_router()
 
 GRIDS = [8, 12, 16, 24, 32]
 EPOCHS = [5, 10, 20, 30, 50, 100]
