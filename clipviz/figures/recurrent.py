@@ -1,0 +1,270 @@
+"""Charts of gradients through time in recurrent nets (the /recurrent page).
+
+* ``hidden_grad_heatmap`` -- log10 ||dL/dh_t|| over time step t (x) and
+  training step (y): where in the sequence the gradient is large, and how that
+  changes as the net trains. Two nets drawn with the same colour range can be
+  compared cell by cell.
+* ``through_time_figure`` -- ||dL/dh_t|| against t, one line per curve (a net
+  at one training step, or the RNN at one spectral radius), log y;
+  ``step_curves_figure`` draws the two nets of a comparison at one step.
+* ``loss_figure`` / ``grad_norm_figure`` / ``run_trace`` -- a ``NetRun`` (and its
+  unclipped twin) through the app's shared training charts.
+
+Run colours follow ``style``: clipped runs blue, unclipped vermillion. Curves
+that are not runs (spectral radii) use the rest of the colour-blind-safe set.
+Builders are pure: arrays in, figure out.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+import plotly.graph_objects as go
+
+from clipviz.figures import training
+from clipviz.figures.style import ACCENT, HEAT, NEUTRAL, THRESHOLD, base_layout, run_colour
+
+if TYPE_CHECKING:
+    from clipviz.recurrent import NetRun
+
+MAX_ROWS = 400  # training steps drawn in a heatmap (more are thinned evenly)
+# Okabe-Ito colours other than the two reserved for clipped (blue) / unclipped (vermillion).
+RADIUS_COLOURS = ["#56B4E9", "#009E73", "#E69F00", "#CC79A7", "#000000"]
+
+
+def log10_or_nan(values: np.ndarray) -> np.ndarray:
+    """log10 of positive finite values; NaN (drawn as a gap) for 0, inf and NaN."""
+    values = np.asarray(values, dtype=float)
+    good = np.isfinite(values) & (values > 0)
+    out = np.full(values.shape, np.nan)
+    out[good] = np.log10(values[good])
+    return out
+
+
+def shared_log_range(*arrays: np.ndarray, tail: float = 1.0) -> tuple[float, float] | None:
+    """A common (low, high) of log10 over several arrays, so two heatmaps compare fairly.
+
+    The range runs from the ``tail`` to the 100 - ``tail`` percentile of all the
+    cells together: a few cells decades beyond the rest (an explosion's last
+    steps) take the end colours instead of flattening everything else into one.
+    """
+    logs = [log10_or_nan(a) for a in arrays if np.asarray(a).size]
+    finite = np.concatenate([v[np.isfinite(v)] for v in logs]) if logs else np.zeros(0)
+    if not finite.size:
+        return None
+    low, high = (float(v) for v in np.percentile(finite, [tail, 100 - tail]))
+    if high - low < 1:  # keep at least one decade so a flat map is not all one colour
+        low, high = low - 0.5, high + 0.5
+    return low, high
+
+
+def hidden_grad_heatmap(
+    hidden_grad_norm: np.ndarray,
+    *,
+    title: str,
+    log_range: tuple[float, float] | None = None,
+    exploded_at: int | None = None,
+    tbptt: int = 0,
+    height: int = 380,
+) -> go.Figure:
+    """Heatmap of log10 ||dL/dh_t||: time step t across, training step down.
+
+    ``hidden_grad_norm`` is (steps, T) as recorded by the trainer. Cells
+    without a gradient (before a truncation cut, or below float32's range)
+    are left blank and say so on hover.
+    """
+    norms = np.asarray(hidden_grad_norm, dtype=float)
+    steps, seq_len = norms.shape if norms.ndim == 2 else (0, 0)
+    fig = go.Figure()
+    if steps:
+        rows = np.unique(np.linspace(0, steps - 1, min(steps, MAX_ROWS)).astype(int))
+        z = log10_or_nan(norms[rows])
+        low, high = log_range or shared_log_range(norms) or (-1.0, 1.0)
+        fig.add_trace(
+            go.Heatmap(
+                x=np.arange(seq_len),
+                y=rows + 1,
+                z=z,
+                zmin=low,
+                zmax=high,
+                colorscale=HEAT,
+                customdata=np.where(np.isfinite(norms[rows]), norms[rows], np.nan),
+                colorbar={"title": {"text": "log₁₀ ‖∂L/∂hₜ‖", "side": "right"}, "thickness": 14},
+                hovertemplate=(
+                    "time step t = %{x}<br>training step %{y}<br>"
+                    "‖∂L/∂hₜ‖ = %{customdata:.3g}<extra></extra>"
+                ),
+                hoverongaps=False,
+            )
+        )
+        if tbptt:
+            cut = seq_len - tbptt - 0.5
+            fig.add_vline(x=cut, line={"color": THRESHOLD, "dash": "dash", "width": 2})
+            fig.add_annotation(
+                x=0.0,
+                xref="paper",
+                y=1.0,
+                yref="paper",
+                yanchor="bottom",
+                xanchor="left",
+                showarrow=False,
+                text=f"dashed line: truncation, only the last {tbptt} steps get a gradient",
+                font={"size": 11, "color": THRESHOLD},
+            )
+        fig.update_xaxes(range=[-0.5, seq_len - 0.5])
+        if exploded_at is not None:
+            fig.add_hline(
+                y=exploded_at,
+                line={"color": ACCENT, "dash": "dot", "width": 2},
+                annotation={"text": f"exploded at step {exploded_at}", "font": {"size": 12}},
+                annotation_position="bottom left",
+            )
+    fig.update_xaxes(title="time step t in the sequence (the loss is read at the last one)")
+    fig.update_yaxes(title="training step", autorange="reversed")
+    base_layout(fig, title=title, height=height)
+    fig.update_layout(plot_bgcolor="#f2f2f2")  # blank cells read as "no gradient"
+    return fig
+
+
+def through_time_figure(
+    curves: Mapping[str, np.ndarray],
+    *,
+    title: str,
+    colours: Mapping[str, str] | None = None,
+    dashes: Mapping[str, str] | None = None,
+    height: int = 360,
+) -> go.Figure:
+    """||dL/dh_t|| against time step t, one line per curve, log y.
+
+    Zero or non-finite values are gaps. ``colours``/``dashes`` map a curve's
+    name to its line style; by default curves take ``RADIUS_COLOURS`` in turn.
+    """
+    fig = go.Figure()
+    for k, (name, norms) in enumerate(curves.items()):
+        values = np.asarray(norms, dtype=float)
+        shown = np.where(np.isfinite(values) & (values > 0), values, np.nan)
+        colour = (colours or {}).get(name, RADIUS_COLOURS[k % len(RADIUS_COLOURS)])
+        fig.add_trace(
+            go.Scatter(
+                x=np.arange(len(values)),
+                y=shown,
+                mode="lines",
+                name=name,
+                line={"color": colour, "width": 2.2, "dash": (dashes or {}).get(name, "solid")},
+                hovertemplate=f"{name}<br>time step t = %{{x}}<br>‖∂L/∂hₜ‖ = %{{y:.3g}}<extra></extra>",
+            )
+        )
+    fig.update_yaxes(title="‖∂L/∂hₜ‖ (log scale)", type="log", exponentformat="power")
+    fig.update_xaxes(title="time step t (the loss is read at the last one)")
+    base_layout(fig, title=title, height=height)
+    # Below the plot: curve names are long and would collide with the title.
+    fig.update_layout(
+        legend={"orientation": "h", "yanchor": "top", "y": -0.22, "xanchor": "left", "x": 0.0},
+        margin={"b": 90},
+    )
+    return fig
+
+
+def radius_colours(radii: list[float]) -> dict[str, str]:
+    """Line colours for spectral-radius curves: cool below 1, warm above, grey at 1."""
+    out = {}
+    below = [r for r in radii if r < 1]
+    above = [r for r in radii if r > 1]
+    cool = ["#56B4E9", "#009E73"]
+    warm = ["#E69F00", "#CC79A7", "#000000"]
+    for i, r in enumerate(sorted(below, reverse=True)):
+        out[radius_label(r)] = cool[min(i, len(cool) - 1)]
+    for i, r in enumerate(sorted(above)):
+        out[radius_label(r)] = warm[min(i, len(warm) - 1)]
+    for r in radii:
+        if math.isclose(r, 1.0):
+            out[radius_label(r)] = NEUTRAL
+    return out
+
+
+def radius_label(radius: float) -> str:
+    return f"RNN, ρ = {radius:g}"
+
+
+def layer_figure(run: NetRun, *, height: int = 300) -> go.Figure:
+    """The shared per-layer gradient-norm heatmap, with room for the layer names."""
+    fig = training.layer_norm_figure(
+        run_trace(run), revision=f"layers-{run.network}", height=height
+    )
+    fig.update_layout(margin={"l": 110})
+    fig.update_yaxes(title=None)
+    return fig
+
+
+def step_curves_figure(runs: Sequence[NetRun], step: int, *, height: int = 360) -> go.Figure:
+    """||dL/dh_t|| of each net at one training step (1-based): RNN solid, LSTM dashed.
+
+    Colour says clipped (blue) or not (vermillion). A net that exploded before
+    ``step`` has no curve; the legend says so.
+    """
+    curves, colours, dashes = {}, {}, {}
+    for run in runs:
+        if step <= run.steps:
+            name = f"{run.name}, training step {step}"
+            curves[name] = run.hidden_grad_norm[step - 1]
+        else:
+            name = f"{run.name}: exploded at step {run.exploded_at}, no step {step}"
+            curves[name] = np.full(run.config.seq_len, np.nan)
+        colours[name] = run_colour(run.config.clipped)
+        dashes[name] = "solid" if run.network == "rnn" else "dash"
+    return through_time_figure(
+        curves,
+        title=f"‖∂L/∂hₜ‖ across the sequence at training step {step}",
+        colours=colours,
+        dashes=dashes,
+        height=height,
+    )
+
+
+def run_trace(run: NetRun, label: str | None = None) -> training.RunTrace:
+    """A ``NetRun`` as the shared training charts take it."""
+    cfg = run.config
+    return training.RunTrace(
+        label=label or run.name,
+        clipped=cfg.clipped,
+        records=run.records,
+        epochs=run.epochs,
+        layer_names=run.layer_names,
+        clip_norm=cfg.clip_norm if cfg.uses_clip_norm else None,
+        exploded_at=run.exploded_at,
+        loss_name="cross-entropy" if cfg.task == "digits" else "MSE",
+    )
+
+
+def _with_twin(run: NetRun) -> list[training.RunTrace]:
+    if run.twin is None:
+        return [run_trace(run)]
+    return [run_trace(run, "clipped"), run_trace(run.twin, "no clipping")]
+
+
+def _legend_below(fig: go.Figure, title: str, entries: int) -> go.Figure:
+    """Half-width charts: the legend goes under the plot, one entry a row, so that
+    neither the plot nor the entry names get squeezed."""
+    extra = 20 * entries
+    fig.update_layout(
+        title={"text": title},
+        height=fig.layout.height + extra,
+        legend={"orientation": "v", "yanchor": "top", "y": -0.22, "xanchor": "left", "x": 0.0},
+        margin={"b": 60 + extra},
+    )
+    return fig
+
+
+def loss_figure(run: NetRun, *, height: int = 340) -> go.Figure:
+    """The shared loss chart for one net, with its unclipped twin if it has one."""
+    fig = training.loss_figure(_with_twin(run), revision=f"loss-{run.network}", height=height)
+    return _legend_below(fig, f"{run.name}: loss", len(fig.data))
+
+
+def grad_norm_figure(run: NetRun, *, height: int = 340) -> go.Figure:
+    """The shared gradient-norm chart for one net, with its unclipped twin if it has one."""
+    fig = training.grad_norm_figure(_with_twin(run), revision=f"grad-{run.network}", height=height)
+    return _legend_below(fig, f"{run.name}: gradient norm", len(fig.data))

@@ -1,0 +1,469 @@
+"""Recurrent nets: gradients through time, vanilla RNN versus LSTM, truncated BPTT and
+per-layer clipping. Widgets and layout only: the numbers come from `clipviz.recurrent`,
+the charts from `clipviz.figures.recurrent` and `clipviz.figures.training`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import streamlit as st
+
+from app_boot import ensure_router
+from clipviz import recurrent
+from clipviz.config import DEFAULT, PRESETS, ConfigProblem, TrainConfig
+from clipviz.figures import recurrent as figures
+
+ensure_router()
+
+PRESET_NAMES = ("rnn_explodes", "rnn_clipped", "lstm_long_explodes", "lstm_long_clipped")
+# Everything the widgets do not set: the adding problem, as in the presets.
+BASE = DEFAULT.replace(
+    network="rnn", task="adding", n_train=512, batch_size=32, target_scaling="none"
+)
+# Labels are short: a bound radio writes its label into the URL.
+CLIP_MODES = {
+    "none": "no clipping",
+    "norm": "global norm",
+    "layerwise_value": "per-layer ranges",
+}
+LR_OPTIONS = [0.001, 0.003, 0.01, 0.03, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5, 2.0]
+HIDDEN_OPTIONS = [4, 8, 16, 32, 64]
+PROBE_RADII = (0.8, 1.0, 1.2, 1.5)
+# The page opens on the rnn_explodes preset: the RNN explodes, the LSTM does not.
+DEFAULTS = {
+    "rec_seq_len": 100,
+    "rec_hidden": 32,
+    "rec_radius": 1.2,
+    "rec_tbptt": 0,
+    "rec_lr": 0.15,
+    "rec_momentum": 0.3,
+    "rec_clip_mode": "none",
+    "rec_clip_norm": 1.0,
+    "rec_clip_value": 10.0,
+    "rec_clip_value_output": 100.0,
+    "rec_steps": 128,
+    "rec_seed": 1,
+    "rec_twins": True,
+}
+LABELS = {  # a config key -> the widget a learner would change
+    "seq_len": "Sequence length",
+    "hidden_size": "Hidden units",
+    "recurrent_scale": "RNN spectral radius",
+    "tbptt": "Truncation k",
+    "lr": "Learning rate",
+    "momentum": "Momentum",
+    "clip_mode": "Clipping",
+    "clip_norm": "Norm threshold c",
+    "clip_value": "Range of the recurrent layers",
+    "clip_value_output": "Range of the output layer",
+    "seed": "Seed",
+}
+
+
+@st.cache_data(show_spinner=False, max_entries=24)
+def cached_comparison(
+    params: tuple[tuple[str, str], ...], steps: int, twins: bool
+) -> recurrent.Comparison:
+    config, _ = TrainConfig.from_params(dict(params), base=BASE)
+    return recurrent.compare_networks(config, steps, twins=twins)
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def cached_probe(probe_params: tuple[tuple[str, str], ...], network: str, radius: float):
+    config, _ = TrainConfig.from_params(dict(probe_params), base=BASE)
+    return recurrent.probe_through_time(config.replace(network=network, recurrent_scale=radius))
+
+
+def apply_preset(name: str) -> None:
+    """Set every widget to a preset's values and ask for a run (an on_click callback)."""
+    cfg = PRESETS[name].config
+    st.session_state.update(
+        rec_seq_len=cfg.seq_len,
+        rec_hidden=cfg.hidden_size,
+        rec_radius=cfg.recurrent_scale,
+        rec_tbptt=cfg.tbptt,
+        rec_lr=cfg.lr,
+        rec_momentum=cfg.momentum,
+        rec_clip_mode=cfg.clip_mode,
+        rec_clip_norm=cfg.clip_norm,
+        rec_steps=cfg.total_steps_estimate(),
+        rec_seed=cfg.seed,
+        rec_request_run=True,
+    )
+
+
+def problem_text(problem: ConfigProblem) -> str:
+    return f"**{LABELS.get(problem.key, problem.key)}** {problem.message}."
+
+
+for key, value in DEFAULTS.items():
+    st.session_state.setdefault(key, value)
+
+# ---- the idea ------------------------------------------------------------------------
+
+st.title("Recurrent nets: gradients through time")
+st.markdown(
+    "A recurrent net reads a sequence one step at a time and feeds its hidden state "
+    "$h_t$ back into itself. To train it, backpropagation through time unrolls the steps "
+    "into one very deep network and sends the error gradient from the last step, where "
+    "the loss is read, back to the first. On the way, the gradient is multiplied once per "
+    "step by the recurrent Jacobian $J_k = \\partial h_k / \\partial h_{k-1}$. For a "
+    "vanilla tanh RNN, $h_k = \\tanh(W_x x_k + W_h h_{k-1} + b)$, and over a sequence of "
+    "$T$ steps:"
+)
+st.latex(
+    r"\frac{\partial L}{\partial h_t} = \frac{\partial L}{\partial h_{T-1}}\,"
+    r"J_{T-1} J_{T-2} \cdots J_{t+1},"
+    r"\qquad J_k = \operatorname{diag}\!\left(1 - h_k^2\right) W_h"
+)
+st.markdown(
+    "The same matrix $W_h$ appears in every factor. Its spectral radius $\\rho$ (the "
+    "largest size of its eigenvalues) sets the trend: over $T - 1 - t$ factors the "
+    "gradient grows roughly like $\\rho^{\\,T-1-t}$ when $\\rho > 1$ and fades like it when "
+    "$\\rho < 1$. The tanh slopes $1 - h_k^2$ are at most 1 and only shrink the product, so "
+    "a radius above 1 makes growth possible rather than certain. Bengio, Simard & Frasconi "
+    "(1994) traced the difficulty of learning long-range dependencies to this product; "
+    "Pascanu, Mikolov & Bengio (2013) showed how its growing side produces the sudden huge "
+    "gradients that gradient clipping was designed to tame."
+)
+
+# ---- settings --------------------------------------------------------------------------
+
+st.subheader("Set up the experiment")
+st.caption(
+    "Both networks learn the adding problem (Hochreiter & Schmidhuber 1997): every step "
+    "carries a random number and a marker, two steps are marked, and the target is the "
+    "sum of the two marked numbers, so the net must remember the first one across half "
+    "the sequence. They share the data, the seed (so the same batches), the hidden size, "
+    "the optimizer and the clipping; the spectral radius applies to the RNN only."
+)
+st.markdown("**Quick start** with a preset (it sets the controls below and runs):")
+preset_columns = st.columns(len(PRESET_NAMES))
+for column, name in zip(preset_columns, PRESET_NAMES, strict=True):
+    preset = PRESETS[name]
+    column.button(
+        preset.title,
+        key=f"rec_preset_{name}",
+        on_click=apply_preset,
+        args=(name,),
+        help=preset.description,
+        use_container_width=True,
+    )
+    column.markdown(f"[Open in the Lab ↗](/lab?preset={name})")
+
+left, middle, right = st.columns(3, gap="large")
+with left:
+    seq_len = st.slider(
+        "Sequence length T",
+        10,
+        300,
+        step=5,
+        key="rec_seq_len",
+        bind="query-params",
+        help="Time steps per sequence: the number of Jacobians in the product.",
+    )
+    radius = st.slider(
+        "RNN spectral radius ρ",
+        0.5,
+        2.5,
+        step=0.05,
+        key="rec_radius",
+        bind="query-params",
+        help="The RNN's recurrent weights start as a random orthogonal matrix times ρ, "
+        "so all their eigenvalues have size ρ. The LSTM keeps its usual orthogonal start.",
+    )
+    hidden = st.select_slider(
+        "Hidden units", options=HIDDEN_OPTIONS, key="rec_hidden", bind="query-params"
+    )
+    tbptt = st.number_input(
+        "Truncation k (0 = full backpropagation)",
+        min_value=0,
+        max_value=499,
+        step=5,
+        key="rec_tbptt",
+        bind="query-params",
+        help="Let the gradient flow back through the last k time steps only. "
+        "Must be below the sequence length.",
+    )
+with middle:
+    lr = st.select_slider("Learning rate", options=LR_OPTIONS, key="rec_lr", bind="query-params")
+    momentum = st.slider(
+        "SGD momentum", 0.0, 0.95, step=0.05, key="rec_momentum", bind="query-params"
+    )
+    steps = st.slider(
+        "Training steps",
+        10,
+        recurrent.MAX_PAGE_STEPS,
+        step=2,
+        key="rec_steps",
+        bind="query-params",
+        help="Batches of 32 sequences; a run stops early if it explodes.",
+    )
+    seed = st.number_input(
+        "Seed", min_value=0, max_value=9999, step=1, key="rec_seed", bind="query-params"
+    )
+with right:
+    clip_mode = st.radio(
+        "Clipping",
+        options=list(CLIP_MODES),
+        format_func=CLIP_MODES.get,
+        key="rec_clip_mode",
+        bind="query-params",
+        help="Global norm: PyTorch's clip_grad_norm_, as Pascanu, Mikolov & Bengio (2013) "
+        "proposed. Per-layer ranges: value clipping with a wider range for the output "
+        "layer, as Graves (2013) did. More about both below the charts.",
+    )
+    clip_norm = st.number_input(
+        "Norm threshold c",
+        min_value=0.0,
+        max_value=1e6,
+        step=0.5,
+        format="%g",
+        key="rec_clip_norm",
+        bind="query-params",
+        disabled=clip_mode != "norm",
+        help="Global norm clipping: if the whole gradient is longer than c, scale it to "
+        "length c. Must be above 0.",
+    )
+    range_columns = st.columns(2)
+    clip_value = range_columns[0].number_input(
+        "Range of the recurrent layers",
+        min_value=0.0,
+        max_value=1e6,
+        step=1.0,
+        format="%g",
+        key="rec_clip_value",
+        bind="query-params",
+        disabled=clip_mode != "layerwise_value",
+        help="Per-layer clipping: every gradient component of the input and recurrent "
+        "weights is clamped into [−c, c]. Graves (2013) used 10.",
+    )
+    clip_value_output = range_columns[1].number_input(
+        "Range of the output layer",
+        min_value=0.0,
+        max_value=1e6,
+        step=10.0,
+        format="%g",
+        key="rec_clip_value_output",
+        bind="query-params",
+        disabled=clip_mode != "layerwise_value",
+        help="Every gradient component of the output layer is clamped into [−c, c]. "
+        "Graves (2013) used 100.",
+    )
+    twins = st.toggle(
+        "Also train each net without clipping",
+        key="rec_twins",
+        disabled=clip_mode == "none",
+        help="Same start, same batches, no clipping: the vermillion lines in the loss charts.",
+    )
+
+params = {
+    "network": "rnn",
+    "seq_len": seq_len,
+    "hidden_size": hidden,
+    "recurrent_scale": radius,
+    "tbptt": tbptt,
+    "lr": lr,
+    "momentum": momentum,
+    "clip_mode": clip_mode,
+    "seed": seed,
+}
+# Only the thresholds the chosen mode uses: a disabled field can't block a run.
+if clip_mode == "norm":
+    params["clip_norm"] = clip_norm
+if clip_mode == "layerwise_value":
+    params.update(clip_value=clip_value, clip_value_output=clip_value_output)
+config, problems = TrainConfig.from_params(params, base=BASE)
+run_key = (tuple(sorted(config.to_params(only_relevant=False).items())), steps, twins)
+messages = [problem_text(p) for p in problems]
+if not problems:
+    messages += [
+        f"**Run length** {m}." for m in recurrent.page_run_problems(config, steps, twins=twins)
+    ]
+
+if messages:
+    st.error(
+        "These settings can't be run yet:\n\n" + "\n".join(f"- {m}" for m in messages),
+        icon="⚠️",
+    )
+    run_clicked = False
+else:
+    run_clicked = st.button("Run", type="primary", key="rec_run", icon="▶️")
+    # The first visit shows the default run at once; a preset button asks for its run.
+    if run_clicked or st.session_state.pop("rec_request_run", False):
+        st.session_state["rec_last_run"] = run_key
+    st.session_state.setdefault("rec_last_run", run_key)
+st.session_state.pop("rec_request_run", None)
+
+# ---- before training: the product at the initial weights ------------------------------
+
+if not problems:
+    with st.expander("Before any training: the gradient through time at the start", True):
+        radii = tuple(sorted({*PROBE_RADII, round(radius, 2)}))
+        # The probe depends only on the data, the net's shape and the seed.
+        probe_params = (
+            ("hidden_size", str(hidden)),
+            ("seed", str(seed)),
+            ("seq_len", str(seq_len)),
+        )
+        by_radius = {r: cached_probe(probe_params, "rnn", r) for r in radii}
+        lstm_probe = cached_probe(probe_params, "lstm", 1.0)
+        curves = {figures.radius_label(r): by_radius[r] for r in radii}
+        curves["LSTM"] = lstm_probe
+        colours = figures.radius_colours(list(radii))
+        st.plotly_chart(
+            figures.through_time_figure(
+                curves,
+                title=f"‖∂L/∂hₜ‖ at the initial weights, one batch, T = {seq_len}",
+                colours={**colours, "LSTM": "#000000"},
+                dashes={"LSTM": "dash", figures.radius_label(radius): "solid"},
+            ),
+            key="rec_probe_chart",
+        )
+        growth = {r: recurrent.growth_factor(by_radius[r]) for r in radii}
+        st.caption(
+            "Read the lines from right to left, the way the gradient travels. Growth from "
+            "the last step back to step 0: "
+            + "; ".join(f"ρ = {r:g}: {recurrent.format_factor(g)} times" for r, g in growth.items())
+            + f"; LSTM: {recurrent.format_factor(recurrent.growth_factor(lstm_probe))} times."
+        )
+
+# ---- results -------------------------------------------------------------------------
+
+last = st.session_state.get("rec_last_run")
+if last is not None:
+    if last != run_key:
+        st.warning(
+            "You changed the settings. Press **Run** to train with them; the results below "
+            "are still those of the previous run."
+        )
+    last_config, _ = TrainConfig.from_params(dict(last[0]), base=BASE)
+    with st.spinner("Training the RNN and the LSTM…"):
+        comparison = cached_comparison(*last)
+
+    st.subheader("What happened")
+    st.caption(f"This run: {recurrent.settings_text(last_config)}, {last[1]} training steps.")
+    st.info("\n\n".join(recurrent.describe(comparison)))
+
+    same_scale = st.toggle(
+        "One colour scale for both heatmaps",
+        value=True,
+        key="rec_same_scale",
+        help="On: the same colour means the same gradient size in both maps. Off: each "
+        "map uses its own range, which shows detail inside a calm map.",
+    )
+    shared = figures.shared_log_range(*(r.hidden_grad_norm for r in comparison.runs))
+    columns = st.columns(2, gap="large")
+    for column, run in zip(columns, comparison.runs, strict=True):
+        with column:
+            st.markdown(f"#### {run.name}")
+            if run.exploded_at is not None:
+                st.error(f"Exploded at step {run.exploded_at}: {run.explosion}.")
+            else:
+                st.success(
+                    f"Trained {run.steps} steps without exploding. Training loss "
+                    f"{run.initial_loss:.3g} → {run.final_loss:.3g}."
+                )
+            st.plotly_chart(
+                figures.hidden_grad_heatmap(
+                    run.hidden_grad_norm,
+                    title=f"{run.name}: log₁₀ ‖∂L/∂hₜ‖ per time step and training step",
+                    log_range=shared if same_scale else None,
+                    exploded_at=run.exploded_at,
+                    tbptt=run.config.tbptt,
+                ),
+                key=f"rec_heatmap_{run.network}",
+            )
+            st.plotly_chart(figures.loss_figure(run), key=f"rec_loss_{run.network}")
+    st.caption(
+        "Heatmaps: each row is one training step, each column one time step of the "
+        "sequence; bright means a large gradient, and the two ends of the colour scale "
+        "also stand for anything beyond them (hover a cell for its exact value). "
+        "Grey cells got no gradient: before a truncation cut, or where the gradient "
+        "vanished, for instance behind tanh units pushed to exactly ±1, which pass nothing "
+        "back. Loss charts: blue is a clipped run, vermillion an "
+        "unclipped one; thin lines are batch losses, markers the whole training and test "
+        "sets after each epoch."
+    )
+
+    most = max(run.steps for run in comparison.runs)
+    largest = comparison.rnn.largest_growth()
+    st.markdown("**Through time at one training step**")
+    curve_step = st.slider(
+        "Training step",
+        1,
+        max(most, 2),
+        value=largest[0] if largest else 1,
+        # A new run gets a new slider, which starts at the RNN's largest growth.
+        key="rec_curve_step_" + hashlib.sha1(repr(last).encode()).hexdigest()[:10],
+        help="Starts at the training step where the RNN's gradient grew most through time.",
+    )
+    st.plotly_chart(figures.step_curves_figure(comparison.runs, curve_step), key="rec_curve_chart")
+
+    st.markdown("**Gradient norm per layer**")
+    columns = st.columns(2, gap="large")
+    for column, run in zip(columns, comparison.runs, strict=True):
+        column.plotly_chart(figures.layer_figure(run), key=f"rec_layers_{run.network}")
+    with st.expander("Gradient norm before and after clipping"):
+        columns = st.columns(2, gap="large")
+        for column, run in zip(columns, comparison.runs, strict=True):
+            column.plotly_chart(figures.grad_norm_figure(run), key=f"rec_grad_{run.network}")
+
+# ---- the fixes -------------------------------------------------------------------------
+
+st.subheader("Why the LSTM stays calmer")
+st.markdown(
+    "Hochreiter & Schmidhuber (1997) built the LSTM around a cell state that is updated by "
+    "addition rather than by a matrix product:"
+)
+st.latex(r"c_t = f_t \odot c_{t-1} + i_t \odot g_t, \qquad h_t = o_t \odot \tanh(c_t)")
+st.markdown(
+    "Along the cell, the gradient is multiplied by the forget gate $f_t$, a number between "
+    "0 and 1, instead of by $W_h$. On that path it cannot grow, and it fades only as fast "
+    "as the net chooses to forget. An LSTM can still blow up: a learning rate that is too "
+    "large throws any network off, which is what the `lstm_long_explodes` preset shows."
+)
+
+st.subheader("Truncated backpropagation through time")
+st.markdown(
+    "Williams & Peng (1990) let the gradient flow back only $k$ steps from where the loss "
+    "is read. The product then has at most $k$ factors, so it cannot grow beyond about "
+    "$\\rho^k$, and each step costs less. The price: the net gets no learning signal about "
+    "anything further back than $k$ steps. In the adding problem the first marked number "
+    "lies in the first half of the sequence, so with $k$ below $T/2$ the gradient never "
+    "reaches it and the best the net can learn is the average. Set *Truncation k* above "
+    "and the heatmaps turn grey to the left of the cut."
+)
+
+st.subheader("Per-layer clipping, next to global norm clipping")
+st.markdown(
+    "Global norm clipping (Pascanu, Mikolov & Bengio 2013; PyTorch's `clip_grad_norm_`) "
+    "treats all gradients as one vector: if it is longer than $c$, everything is scaled "
+    "down by the same factor, so the direction is kept. When the recurrent weights' "
+    "gradient is a million times larger than the output layer's, the output layer's share "
+    "is scaled down a millionfold too and it barely learns while the explosion lasts."
+)
+st.markdown(
+    "Graves (2013), training deep LSTMs to generate handwriting, clipped each derivative "
+    "into a range instead, a wider one for the output layer, $[-100, 100]$, than for the "
+    "LSTM layers, $[-10, 10]$. The *per-layer ranges* mode here clamps every "
+    "gradient component of the output layer into $[-c_{out}, c_{out}]$ and of the input "
+    "and recurrent weights into $[-c, c]$. (Graves clipped the derivatives flowing through "
+    "the layers during backpropagation; clamping the weights' gradients is the form the "
+    "libraries offer.) Clamping components can turn the gradient's direction; it never "
+    "scales one layer down because another exploded."
+)
+
+with st.expander("Key takeaways", expanded=True):
+    st.markdown(
+        "- Backpropagation through time multiplies by the same recurrent Jacobian once per "
+        "step: a spectral radius above 1 lets the gradient grow exponentially with the "
+        "distance back in time, below 1 it fades.\n"
+        "- Longer sequences mean more factors, so more room to explode (or vanish).\n"
+        "- Fixes that act on the product: LSTM cells, a smaller radius at the start, "
+        "truncating backpropagation to k steps. A fix that acts on the step: clipping, "
+        "which caps how far one update can move the weights without changing the model.\n"
+        "- Clipping makes training numerically stable; it does not make the net learn the "
+        "long dependency. That still takes enough steps, a suitable model and data."
+    )

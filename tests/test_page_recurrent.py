@@ -1,0 +1,169 @@
+"""AppTest for the /recurrent page: it renders, its words quote the library, presets and the
+Run button drive it, and bad settings get a message instead of a traceback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from clipviz import recurrent
+from clipviz.config import PRESETS
+
+# AppTest resolves relative paths against this file, not the working directory.
+PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "recurrent.py")
+WIDGETS = {
+    "slider": ("rec_seq_len", "rec_radius", "rec_momentum", "rec_steps"),
+    "select_slider": ("rec_hidden", "rec_lr"),
+    "number_input": ("rec_tbptt", "rec_seed", "rec_clip_norm", "rec_clip_value", "rec_clip_value_output"),
+    "radio": ("rec_clip_mode",),
+    "toggle": ("rec_twins", "rec_same_scale"),
+}  # fmt: skip
+
+
+@pytest.fixture
+def at() -> AppTest:
+    app = AppTest.from_file(PAGE, default_timeout=120)
+    app.run()
+    assert not app.exception, [e.value for e in app.exception]
+    return app
+
+
+def texts(elements) -> list[str]:
+    return [e.value for e in elements]
+
+
+def small(app: AppTest, **values) -> AppTest:
+    """Shrink the experiment so a test's runs take a fraction of a second."""
+    app.slider(key="rec_seq_len").set_value(values.get("seq_len", 30))
+    app.slider(key="rec_steps").set_value(values.get("steps", 20))
+    return app
+
+
+def test_default_page_shows_the_rnn_explode_and_the_lstm_train(at: AppTest) -> None:
+    assert at.title[0].value.startswith("Recurrent nets")
+    assert len(at.latex) >= 2  # the BPTT product and the LSTM cell
+    assert len(at.get("plotly_chart")) >= 7  # probe, 2 heatmaps, 2 losses, curve, 2 layers
+    # The page opens on the rnn_explodes settings; its words are the library's.
+    config = PRESETS["rnn_explodes"].config
+    comparison = recurrent.compare_networks(config, config.total_steps_estimate())
+    assert texts(at.info) == ["\n\n".join(recurrent.describe(comparison))]
+    assert texts(at.error) == [
+        f"Exploded at step {comparison.rnn.exploded_at}: the loss became NaN or infinite."
+    ]
+    assert len(at.success) == 1 and "LSTM" not in at.success[0].value
+    assert at.success[0].value.startswith(f"Trained {comparison.lstm.steps} steps")
+    assert not at.warning
+
+
+def test_every_widget_has_a_key(at: AppTest) -> None:
+    for kind, keys in WIDGETS.items():
+        for key in keys:
+            assert getattr(at, kind)(key=key) is not None, key
+    assert at.button(key="rec_run").label == "Run"
+    for name in ("rnn_explodes", "rnn_clipped", "lstm_long_explodes", "lstm_long_clipped"):
+        assert at.button(key=f"rec_preset_{name}").label == PRESETS[name].title
+        assert f"/lab?preset={name}" in " ".join(m.value for m in at.markdown)
+
+
+def test_changed_settings_wait_for_run(at: AppTest) -> None:
+    before = texts(at.info)
+    small(at).run()
+    assert not at.exception
+    assert "Press **Run**" in at.warning[0].value
+    assert texts(at.info) == before  # still the previous run
+    at.button(key="rec_run").click().run()
+    assert not at.exception and not at.warning
+    assert texts(at.info) != before
+    assert "T = 30 steps" in " ".join(c.value for c in at.caption)
+
+
+def test_a_preset_button_sets_the_controls_and_runs(at: AppTest) -> None:
+    at.button(key="rec_preset_rnn_clipped").click().run()
+    assert not at.exception and not at.warning
+    config = PRESETS["rnn_clipped"].config
+    assert at.radio(key="rec_clip_mode").value == "norm"
+    assert at.slider(key="rec_radius").value == pytest.approx(config.recurrent_scale)
+    assert at.select_slider(key="rec_lr").value == config.lr
+    assert at.slider(key="rec_steps").value == config.total_steps_estimate()
+    # Both nets clip and train; the unclipped twins explode, and the words say so.
+    assert not at.error and len(at.success) == 2
+    words = at.info[0].value
+    assert "Clipping changed the gradient" in words
+    assert "Without clipping it exploded at step" in words
+
+
+def test_truncation_is_reported(at: AppTest) -> None:
+    small(at)
+    at.number_input(key="rec_tbptt").set_value(10)
+    at.button(key="rec_run").click().run()
+    assert not at.exception
+    assert "no gradient reaches the first 20 time steps" in at.info[0].value
+
+
+def test_layerwise_clipping_runs(at: AppTest) -> None:
+    small(at)
+    at.radio(key="rec_clip_mode").set_value("layerwise_value").run()
+    assert not at.number_input(key="rec_clip_value").disabled
+    assert at.number_input(key="rec_clip_norm").disabled
+    at.button(key="rec_run").click().run()
+    assert not at.exception
+    assert "per-layer clipping to ±10 (recurrent) and ±100 (output)" in " ".join(
+        c.value for c in at.caption
+    )
+
+
+def zero_norm_threshold(app: AppTest) -> None:
+    app.radio(key="rec_clip_mode").set_value("norm").run()  # enables the threshold
+    app.number_input(key="rec_clip_norm").set_value(0.0)
+
+
+def zero_output_range(app: AppTest) -> None:
+    app.radio(key="rec_clip_mode").set_value("layerwise_value").run()
+    app.number_input(key="rec_clip_value_output").set_value(0.0)
+
+
+@pytest.mark.parametrize(
+    ("change", "label", "message"),
+    [
+        (lambda app: app.number_input(key="rec_tbptt").set_value(30), "Truncation k",
+         "must be below the sequence length 30"),
+        (lambda app: app.number_input(key="rec_tbptt").set_value(200), "Truncation k",
+         "must be below the sequence length 30"),
+        (zero_norm_threshold, "Norm threshold c", "must be greater than 0"),
+        (zero_output_range, "Range of the output layer", "must be greater than 0"),
+    ],
+)  # fmt: skip
+def test_bad_settings_show_a_message_not_a_traceback(at: AppTest, change, label, message) -> None:
+    small(at)
+    change(at)
+    at.run()
+    assert not at.exception
+    error = at.error[0].value
+    assert error.startswith("These settings can't be run yet")
+    assert f"**{label}** {message}" in error
+    assert not [b for b in at.button if b.key == "rec_run"]  # nothing to run
+    # The last good run stays on screen, marked as out of date.
+    assert "Press **Run**" in at.warning[0].value
+
+
+def test_a_run_too_long_for_the_page_is_refused_with_advice(at: AppTest) -> None:
+    at.slider(key="rec_seq_len").set_value(300)
+    at.slider(key="rec_steps").set_value(400).run()
+    assert not at.exception
+    error = at.error[0].value
+    assert "**Run length**" in error and "fewer training steps, a shorter sequence" in error
+    assert not [b for b in at.button if b.key == "rec_run"]
+
+
+def test_a_shared_link_opens_that_configuration() -> None:
+    app = AppTest.from_file(PAGE, default_timeout=120)
+    for key, value in {"rec_clip_mode": "global norm", "rec_clip_norm": "2", "rec_seq_len": "30",
+                       "rec_steps": "20", "rec_tbptt": "10"}.items():  # fmt: skip
+        app.query_params[key] = value
+    app.run()
+    assert not app.exception
+    assert app.radio(key="rec_clip_mode").value == "norm"
+    assert "global norm clipping at 2" in " ".join(c.value for c in app.caption)
+    assert "no gradient reaches the first 20 time steps" in app.info[0].value
