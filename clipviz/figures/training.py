@@ -2,24 +2,37 @@
 
 Each builder takes ``RunTrace``\\ s (a run's records plus how to draw it) and
 returns a Plotly figure. Clipped runs are always blue and unclipped runs
-vermillion (``style.run_colour``). Long runs are thinned to at most
-``MAX_POINTS`` points per line, keeping each bucket's highest and lowest value
-so spikes survive. ``uirevision`` keeps zoom and legend state across live
+vermillion (``style.run_colour``); a comparison run drawn in the same colour
+as the primary run is drawn fainter. Long runs are thinned to at most
+``MAX_POINTS`` points per line, keeping each bucket's highest and lowest
+value so spikes survive. ``uirevision`` keeps zoom and legend state across
 redraws.
+
+There is one builder per chart (``loss_figure``, ``grad_norm_figure``,
+``layer_norm_figure``, ``weights_figure``) and ``lab_figure``, which draws
+the same panels in one figure on a shared step axis: the Training Lab
+redraws it several times a second, and in the browser one figure costs far
+less to redraw than four. All are assembled from the same panel functions,
+as plain dicts wrapped without Plotly's validation (which costs more than
+the drawing); the dicts use only attributes Plotly documents, and their axis
+margins are fixed because plotly.js's ``automargin`` redraws a figure until
+its labels fit, doubling the cost of every redraw.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
-from clipviz.figures.style import NEUTRAL, THRESHOLD, base_layout, run_colour
+from clipviz.figures.style import HEAT, NEUTRAL, THRESHOLD, layout_spec, run_colour
 
 MAX_POINTS = 2000
 HEATMAP_COLUMNS = 600
+MAX_MARKERS = 150
+FAINT = 0.5  # opacity factor of a secondary run drawn in the primary's colour
 
 
 @dataclass(frozen=True)
@@ -34,20 +47,37 @@ class RunTrace:
     clip_norm: float | None = None  # draw the threshold line when norm-clipping
     exploded_at: int | None = None
     loss_name: str = "MSE"
+    clip_value: float | None = None  # draw max |g_i| and its threshold when value-clipping
+    batches_per_epoch: int | None = None  # where the epoch losses sit on the step axis
+    secondary: bool = False  # a comparison run: drawn fainter when colours coincide
 
     @classmethod
-    def from_trainer(cls, trainer, label: str | None = None, *, original_units: bool = False) -> RunTrace:
+    def from_trainer(
+        cls,
+        trainer,
+        label: str | None = None,
+        *,
+        original_units: bool = False,
+        secondary: bool = False,
+    ) -> RunTrace:
         cfg = trainer.config
         return cls(
             label=label or cfg.label(),
             clipped=cfg.clipped,
             records=trainer.records(),
             epochs=trainer.epoch_records(original_units=original_units),
-            layer_names=trainer.layout.layer_names,
+            layer_names=tuple(trainer.layout.layer_names),
             clip_norm=cfg.clip_norm if cfg.uses_clip_norm else None,
             exploded_at=trainer.exploded_at,
             loss_name="cross-entropy" if trainer.data.kind == "classification" else "MSE",
+            clip_value=cfg.clip_value if cfg.uses_clip_value else None,
+            batches_per_epoch=trainer.batches_per_epoch,
+            secondary=secondary,
         )
+
+    @property
+    def steps(self) -> int:
+        return len(self.records.get("step", ()))
 
 
 def finite_or_nan(values: np.ndarray) -> np.ndarray:
@@ -57,87 +87,260 @@ def finite_or_nan(values: np.ndarray) -> np.ndarray:
 
 
 def thin(n: int, values: np.ndarray | None = None, max_points: int = MAX_POINTS) -> np.ndarray:
-    """Indices of at most ``max_points`` of ``n`` points, keeping each bucket's extremes."""
+    """Indices of at most ``max_points`` of ``n`` points, keeping each bucket's extremes.
+
+    The points are cut into ``max_points / 2`` equal buckets; from each the
+    highest and the lowest finite value are kept (so a spike is never thinned
+    away), plus the last point. Without ``values``, each bucket's first point.
+    """
     if n <= max_points:
         return np.arange(n)
-    buckets = max_points // 2
+    buckets = max(1, max_points // 2)
     edges = np.linspace(0, n, buckets + 1).astype(int)
+    starts, stops = edges[:-1], edges[1:]
     if values is None:
-        return np.unique(np.concatenate([edges[:-1], [n - 1]]))
-    v = np.nan_to_num(np.asarray(values, dtype=float), nan=-np.inf, posinf=np.finfo(float).max)
-    keep = [n - 1]
-    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
-        chunk = v[lo:hi]
-        keep += [lo + int(np.argmax(chunk)), lo + int(np.argmin(np.where(np.isinf(chunk), np.inf, chunk)))]
+        return np.unique(np.concatenate([starts, [n - 1]]))
+    v = np.asarray(values, dtype=float)
+    width = int((stops - starts).max())
+    cols = starts[:, None] + np.arange(width)[None, :]
+    inside = cols < stops[:, None]
+    block = v[np.minimum(cols, n - 1)]
+    finite = np.isfinite(block) & inside
+    # A bucket with no finite value keeps its first point (a gap in the line).
+    highest = np.argmax(np.where(finite, block, -np.inf), axis=1)
+    lowest = np.argmin(np.where(finite, block, np.inf), axis=1)
+    keep = np.concatenate([starts + highest, starts + lowest, [n - 1]])
     return np.unique(keep)
 
 
-def _line(trace: RunTrace, key: str, name: str, *, dash: str = "solid", width: float = 1.5, opacity=1.0):
+# ---- plain-dict building blocks ------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Axes:
+    """Where a panel draws: its axis ids ('x', 'y2', ...)."""
+
+    x: str = "x"
+    y: str = "y"
+
+    @property
+    def xd(self) -> str:
+        return f"{self.x} domain"
+
+    @property
+    def yd(self) -> str:
+        return f"{self.y} domain"
+
+
+SINGLE = _Axes()
+
+
+@dataclass
+class _Panel:
+    """Traces, shapes and annotations of one panel."""
+
+    data: list[dict] = field(default_factory=list)
+    shapes: list[dict] = field(default_factory=list)
+    notes: list[dict] = field(default_factory=list)
+
+    def add(self, other: _Panel) -> _Panel:
+        self.data += other.data
+        self.shapes += other.shapes
+        self.notes += other.notes
+        return self
+
+
+def _figure(data: list[dict], layout: dict) -> go.Figure:
+    return go.Figure(data=data, layout=layout, _validate=False)
+
+
+def _opacity(trace: RunTrace, shared_colour: bool, base: float = 1.0) -> float:
+    return base * FAINT if trace.secondary and shared_colour else base
+
+
+def _shared_colour(traces: list[RunTrace]) -> bool:
+    return len({t.clipped for t in traces}) < len(traces)
+
+
+class _Names:
+    """Legend names: prefixed by the run in separate charts, or one entry per style.
+
+    In ``lab_figure`` the runs are told apart by colour (explained on the
+    page), so each style appears once in the legend and one click on it
+    hides that series for every run.
+    """
+
+    def __init__(self, traces: list[RunTrace], *, per_style: bool):
+        self.per_style = per_style
+        self.multiple = len(traces) > 1
+
+    def __call__(self, trace: RunTrace, name: str) -> dict:
+        if self.per_style:
+            return {
+                "name": name,
+                "legendgroup": name,
+                "showlegend": trace is not None and not trace.secondary,
+                "hovername": f"{trace.label}: {name}" if self.multiple else name,
+            }
+        full = f"{trace.label}: {name}" if self.multiple else name
+        return {"name": full, "hovername": full}
+
+
+def _series(
+    trace: RunTrace,
+    key: str,
+    names: dict,
+    ax: _Axes,
+    *,
+    dash: str = "solid",
+    width: float = 1.5,
+    opacity: float = 1.0,
+) -> dict:
     y = trace.records[key]
     idx = thin(len(y), y)
-    return go.Scatter(
-        x=trace.records["step"][idx],
-        y=finite_or_nan(y[idx]),
-        mode="lines",
-        name=name,
-        line={"color": run_colour(trace.clipped), "dash": dash, "width": width},
-        opacity=opacity,
-        hovertemplate=f"{name}<br>step %{{x}}<br>%{{y:.4g}}<extra></extra>",
-    )
+    hover = names.pop("hovername")
+    return {
+        "type": "scatter",
+        "x": trace.records["step"][idx],
+        "y": finite_or_nan(y[idx]),
+        "mode": "lines",
+        **names,
+        "line": {"color": run_colour(trace.clipped), "dash": dash, "width": width},
+        "opacity": opacity,
+        "xaxis": ax.x,
+        "yaxis": ax.y,
+        "hovertemplate": f"{hover}<br>step %{{x}}<br>%{{y:.6g}}<extra></extra>",
+    }
 
 
-def _mark_explosion(fig: go.Figure, trace: RunTrace, **where) -> None:
+def _explosion_marks(trace: RunTrace, ax: _Axes, *, label: bool = True) -> _Panel:
+    """A dotted vertical line (and a label) at the step where ``trace`` exploded."""
+    panel = _Panel()
     if trace.exploded_at is None:
-        return
-    fig.add_vline(
-        x=trace.exploded_at,
-        line={"color": run_colour(trace.clipped), "dash": "dot", "width": 1.5},
-        annotation={"text": f"exploded at step {trace.exploded_at}", "font": {"size": 12}},
-        annotation_position="top left",
-        **where,
+        return panel
+    colour = run_colour(trace.clipped)
+    panel.shapes.append(
+        {
+            "type": "line",
+            "xref": ax.x,
+            "yref": ax.yd,
+            "x0": trace.exploded_at,
+            "x1": trace.exploded_at,
+            "y0": 0,
+            "y1": 1,
+            "line": {"color": colour, "dash": "dot", "width": 1.5},
+        }
     )
+    if label:
+        panel.notes.append(
+            {
+                "text": f"exploded at step {trace.exploded_at}",
+                "xref": ax.x,
+                "yref": ax.yd,
+                "x": trace.exploded_at,
+                "y": 1,
+                "xanchor": "left",
+                "yanchor": "top",
+                "showarrow": False,
+                "font": {"size": 12, "color": colour},
+            }
+        )
+    return panel
 
 
-def _finish(fig: go.Figure, *, title: str, revision: str, height: int) -> go.Figure:
-    base_layout(fig, title=title, height=height)
-    fig.update_layout(uirevision=revision)
-    return fig
+def _hline(y: float, text: str, ax: _Axes, *, dash: str = "dash", colour=THRESHOLD, size=12):
+    """A horizontal reference line at ``y`` on a log axis, labelled at its right end."""
+    panel = _Panel()
+    panel.shapes.append(
+        {
+            "type": "line",
+            "xref": ax.xd,
+            "yref": ax.y,
+            "x0": 0,
+            "x1": 1,
+            "y0": y,
+            "y1": y,
+            "line": {"color": colour, "dash": dash, "width": 1.5 if colour == THRESHOLD else 1},
+        }
+    )
+    panel.notes.append(
+        {
+            "text": text,
+            "xref": ax.xd,
+            "yref": ax.y,
+            "x": 1,
+            "y": math.log10(y),  # plotly.js places annotations on a log axis by log10
+            "xanchor": "right",
+            "yanchor": "bottom",
+            "showarrow": False,
+            "font": {"size": size, "color": colour},
+        }
+    )
+    return panel
 
 
-def loss_figure(traces: list[RunTrace], *, revision: str = "loss", height: int = 340) -> go.Figure:
-    """Training loss per step (thin line) and whole-set loss per epoch (markers), log y."""
-    fig = go.Figure()
-    multiple = len(traces) > 1
-    for trace in traces:
-        prefix = f"{trace.label}: " if multiple else ""
-        fig.add_trace(_line(trace, "loss", f"{prefix}batch loss", width=1.0, opacity=0.55))
-        if trace.epochs and len(trace.epochs.get("epoch", [])):
-            bpe = _batches_per_epoch(trace)
-            x = trace.epochs["epoch"] * bpe
-            for key, name, dash, symbol in (
-                ("train_loss", "train loss (epoch)", "solid", "circle"),
-                ("test_loss", "test loss (epoch)", "dash", "diamond"),
-            ):
-                fig.add_trace(
-                    go.Scatter(
-                        x=x,
-                        y=finite_or_nan(trace.epochs[key]),
-                        mode="lines+markers" if len(x) < 60 else "lines",
-                        name=f"{prefix}{name}",
-                        line={"color": run_colour(trace.clipped), "dash": dash, "width": 2.2},
-                        marker={"symbol": symbol, "size": 6},
-                        customdata=trace.epochs["epoch"],
-                        hovertemplate=f"{prefix}{name}<br>epoch %{{customdata}}<br>%{{y:.4g}}<extra></extra>",
-                    )
-                )
-        _mark_explosion(fig, trace)
-    loss_name = traces[0].loss_name if traces else "MSE"
-    fig.update_yaxes(type="log", title=f"loss ({loss_name}, log scale)", exponentformat="power")
-    fig.update_xaxes(title="optimizer step")
-    return _finish(fig, title="Loss", revision=revision, height=height)
+def _empty_note(traces: list[RunTrace], ax: _Axes) -> _Panel:
+    panel = _Panel()
+    if not any(t.steps for t in traces):
+        panel.notes.append(
+            {
+                "text": "No steps yet: press Play or Step",
+                "xref": ax.xd,
+                "yref": ax.yd,
+                "x": 0.5,
+                "y": 0.5,
+                "showarrow": False,
+                "font": {"size": 14, "color": NEUTRAL},
+            }
+        )
+    return panel
+
+
+def _title(text: str, ax: _Axes) -> dict:
+    """A panel title above its top-left corner (for figures holding several panels)."""
+    return {
+        "text": f"<b>{text}</b>",
+        "xref": ax.xd,
+        "yref": ax.yd,
+        "x": 0,
+        "y": 1,
+        "xanchor": "left",
+        "yanchor": "bottom",
+        "yshift": 6,
+        "showarrow": False,
+        "font": {"size": 15},
+    }
+
+
+def _log_axis(title: str, **extra) -> dict:
+    return {
+        "type": "log",
+        "title": {"text": title, "standoff": 8},
+        "exponentformat": "power",
+        "automargin": False,
+        **extra,
+    }
+
+
+def _step_axis(**extra) -> dict:
+    return {
+        "title": {"text": "optimizer step", "standoff": 6},
+        "rangemode": "tozero",
+        "automargin": False,
+        **extra,
+    }
+
+
+def _layout(*, title: str | None, revision: str, height: int, panel: _Panel, **axes) -> dict:
+    layout = layout_spec(title=title, height=height, template=False)
+    layout.update(uirevision=revision, shapes=panel.shapes, annotations=panel.notes, **axes)
+    layout["margin"] = {**layout["margin"], "l": 78}
+    return layout
 
 
 def _batches_per_epoch(trace: RunTrace) -> float:
+    if trace.batches_per_epoch:
+        return float(trace.batches_per_epoch)
     epoch = trace.records.get("epoch")
     step = trace.records.get("step")
     if epoch is None or len(epoch) < 2 or epoch[1] == 0:
@@ -145,93 +348,397 @@ def _batches_per_epoch(trace: RunTrace) -> float:
     return float((step[1] - step[0]) / (epoch[1] - epoch[0]))
 
 
-def grad_norm_figure(traces: list[RunTrace], *, revision: str = "grad", height: int = 340) -> go.Figure:
-    """Global gradient norm per step before and after clipping, threshold line, clipped steps marked."""
-    fig = go.Figure()
-    multiple = len(traces) > 1
+# ---- panels --------------------------------------------------------------------
+
+
+def _loss_panel(traces: list[RunTrace], ax: _Axes, names: _Names) -> _Panel:
+    panel = _Panel()
+    shared = _shared_colour(traces)
     for trace in traces:
-        prefix = f"{trace.label}: " if multiple else ""
-        fig.add_trace(_line(trace, "grad_norm", f"{prefix}norm before clipping", width=1.4))
-        if trace.clipped and "grad_norm_after" in trace.records:
-            fig.add_trace(_line(trace, "grad_norm_after", f"{prefix}norm after clipping", dash="dot", width=2.0))
-            clipped = trace.records.get("clipped")
-            if clipped is not None:
-                where = np.nonzero(clipped > 0)[0]
-                where = where[thin(len(where), max_points=400)] if len(where) else where
-                fig.add_trace(
-                    go.Scatter(
-                        x=trace.records["step"][where],
-                        y=finite_or_nan(trace.records["grad_norm"][where]),
-                        mode="markers",
-                        name=f"{prefix}clipped steps",
-                        marker={"color": run_colour(trace.clipped), "size": 5, "symbol": "x-thin-open"},
-                        hovertemplate="clipped at step %{x}<br>norm before %{y:.4g}<extra></extra>",
+        if trace.steps:
+            panel.data.append(
+                _series(
+                    trace,
+                    "loss",
+                    names(trace, "batch loss"),
+                    ax,
+                    width=1.0,
+                    opacity=_opacity(trace, shared, 0.55),
+                )
+            )
+        if trace.epochs and len(trace.epochs.get("epoch", [])):
+            x = trace.epochs["epoch"] * _batches_per_epoch(trace)
+            for key, name, dash, symbol in (
+                ("train_loss", "train loss (epoch)", "solid", "circle"),
+                ("test_loss", "test loss (epoch)", "dash", "diamond"),
+            ):
+                entry = names(trace, name)
+                hover = entry.pop("hovername")
+                panel.data.append(
+                    {
+                        "type": "scatter",
+                        "x": x,
+                        "y": finite_or_nan(trace.epochs[key]),
+                        "mode": "lines+markers" if len(x) < 60 else "lines",
+                        **entry,
+                        "line": {"color": run_colour(trace.clipped), "dash": dash, "width": 2.2},
+                        "marker": {"symbol": symbol, "size": 6},
+                        "opacity": _opacity(trace, shared),
+                        "customdata": trace.epochs["epoch"],
+                        "xaxis": ax.x,
+                        "yaxis": ax.y,
+                        "hovertemplate": f"{hover}<br>epoch %{{customdata}} (step %{{x}})"
+                        "<br>%{y:.6g}<extra></extra>",
+                    }
+                )
+        panel.add(_explosion_marks(trace, ax))
+    return panel.add(_empty_note(traces, ax))
+
+
+def _grad_panel(traces: list[RunTrace], ax: _Axes, names: _Names, *, label=True) -> _Panel:
+    panel = _Panel()
+    shared = _shared_colour(traces)
+    drawn: set[tuple[str, float]] = set()
+    for trace in traces:
+        opacity = _opacity(trace, shared)
+        records = trace.records
+        if trace.steps:
+            panel.data.append(
+                _series(
+                    trace, "grad_norm", names(trace, "‖g‖ before clipping"), ax, opacity=opacity
+                )
+            )
+            if trace.clipped and "grad_norm_after" in records:
+                panel.data.append(
+                    _series(
+                        trace,
+                        "grad_norm_after",
+                        names(trace, "‖g‖ after clipping"),
+                        ax,
+                        dash="dot",
+                        width=2.0,
+                        opacity=opacity,
                     )
                 )
-        if trace.clip_norm is not None:
-            fig.add_hline(
-                y=trace.clip_norm,
-                line={"color": THRESHOLD, "dash": "dash", "width": 1.5},
-                annotation={"text": f"threshold c = {trace.clip_norm:g}", "font": {"size": 12}},
-                annotation_position="bottom right",
+            if trace.clip_value is not None and "max_abs_grad" in records:
+                panel.data.append(
+                    _series(
+                        trace,
+                        "max_abs_grad",
+                        names(trace, "largest |gᵢ| before clipping"),
+                        ax,
+                        dash="dashdot",
+                        width=1.2,
+                        opacity=opacity,
+                    )
+                )
+            clipped = records.get("clipped")
+            if trace.clipped and clipped is not None:
+                where = np.nonzero(np.nan_to_num(clipped) > 0)[0]
+                if len(where):
+                    where = where[thin(len(where), max_points=MAX_MARKERS)]
+                    entry = names(trace, "clipped steps")
+                    entry.pop("hovername")
+                    colour = run_colour(trace.clipped)
+                    panel.data.append(
+                        {
+                            "type": "scatter",
+                            "x": records["step"][where],
+                            "y": finite_or_nan(records["grad_norm"][where]),
+                            "mode": "markers",
+                            **entry,
+                            "marker": {
+                                "color": colour,
+                                "size": 6,
+                                "symbol": "x-thin-open",
+                                "line": {"width": 1.5, "color": colour},
+                            },
+                            "opacity": opacity,
+                            "xaxis": ax.x,
+                            "yaxis": ax.y,
+                            "hovertemplate": "clipped at step %{x}<br>‖g‖ before %{y:.6g}"
+                            "<extra></extra>",
+                        }
+                    )
+        for kind, value, text in (
+            ("norm", trace.clip_norm, "norm threshold c = {:g}"),
+            ("value", trace.clip_value, "value threshold c = {:g} (per component)"),
+        ):
+            if value is not None and (kind, value) not in drawn:
+                drawn.add((kind, value))
+                panel.add(
+                    _hline(value, text.format(value), ax, dash="dash" if kind == "norm" else "dot")
+                )
+        panel.add(_explosion_marks(trace, ax, label=label))
+    return panel.add(_empty_note(traces, ax))
+
+
+def _layer_panel(trace: RunTrace, ax: _Axes, colorbar: dict) -> _Panel:
+    panel = _Panel()
+    norms = trace.records.get("layer_grad_norm")
+    if norms is not None and len(norms):
+        n = norms.shape[0]
+        idx = np.unique(np.linspace(0, n - 1, min(n, HEATMAP_COLUMNS)).astype(int))
+        values = finite_or_nan(norms[idx]).T
+        with np.errstate(divide="ignore", invalid="ignore"):
+            z = np.log10(values)
+        z = np.where(np.isfinite(z), z, np.nan)
+        panel.data.append(
+            {
+                "type": "heatmap",
+                "x": trace.records["step"][idx],
+                "y": list(trace.layer_names),
+                "z": z,
+                "colorscale": HEAT,
+                "colorbar": {"title": {"text": "log₁₀ ‖g‖"}, "thickness": 12, **colorbar},
+                "customdata": values,
+                "xaxis": ax.x,
+                "yaxis": ax.y,
+                "hovertemplate": "layer %{y}<br>step %{x}<br>gradient norm %{customdata:.6g}"
+                "<extra></extra>",
+            }
+        )
+    panel.add(_explosion_marks(trace, ax, label=False))
+    return panel.add(_empty_note([trace], ax))
+
+
+def _layer_axis(trace: RunTrace, *, title: str = "layer", **extra) -> dict:
+    return {
+        "title": {"text": title, "standoff": 8},
+        "autorange": "reversed",
+        "type": "category",
+        "categoryorder": "array",
+        "categoryarray": list(trace.layer_names),
+        "automargin": False,
+        **extra,
+    }
+
+
+def _weights_panels(
+    traces: list[RunTrace], norm_ax: _Axes, ratio_ax: _Axes, names: _Names
+) -> _Panel:
+    panel = _Panel()
+    shared = _shared_colour(traces)
+    for trace in traces:
+        if not trace.steps:
+            continue
+        opacity = _opacity(trace, shared)
+        panel.data.append(
+            _series(trace, "weight_norm", names(trace, "weight norm"), norm_ax, opacity=opacity)
+        )
+        panel.data.append(
+            _series(
+                trace, "update_ratio", names(trace, "update / weight"), ratio_ax, opacity=opacity
             )
-        _mark_explosion(fig, trace)
-    fig.update_yaxes(type="log", title="gradient L2 norm (log scale)", exponentformat="power")
-    fig.update_xaxes(title="optimizer step")
-    return _finish(fig, title="Gradient norm", revision=revision, height=height)
+        )
+        panel.add(_explosion_marks(trace, norm_ax, label=False))
+        panel.add(_explosion_marks(trace, ratio_ax, label=False))
+    panel.add(
+        _hline(1e-3, "10⁻³, a common healthy size", ratio_ax, dash="dot", colour=NEUTRAL, size=11)
+    )
+    return panel.add(_empty_note(traces, norm_ax))
+
+
+# ---- the charts -------------------------------------------------------------------
+
+
+def loss_figure(traces: list[RunTrace], *, revision: str = "loss", height: int = 340) -> go.Figure:
+    """Training loss per step (thin line) and whole-set loss per epoch (markers), log y."""
+    panel = _loss_panel(traces, SINGLE, _Names(traces, per_style=False))
+    loss_name = traces[0].loss_name if traces else "MSE"
+    layout = _layout(
+        title="Loss",
+        revision=revision,
+        height=height,
+        panel=panel,
+        xaxis=_step_axis(),
+        yaxis=_log_axis(f"{loss_name} (log scale)"),
+    )
+    return _figure(panel.data, layout)
+
+
+def grad_norm_figure(
+    traces: list[RunTrace], *, revision: str = "grad", height: int = 340
+) -> go.Figure:
+    """Global gradient norm per step before and after clipping, threshold line, clipped steps marked.
+
+    For value clipping the threshold bounds each component, so the largest
+    component ``max |g_i|`` is drawn with it instead of against the norm.
+    """
+    panel = _grad_panel(traces, SINGLE, _Names(traces, per_style=False))
+    layout = _layout(
+        title="Gradient norm",
+        revision=revision,
+        height=height,
+        panel=panel,
+        xaxis=_step_axis(),
+        yaxis=_log_axis("gradient L2 norm ‖g‖ (log scale)"),
+    )
+    return _figure(panel.data, layout)
 
 
 def layer_norm_figure(trace: RunTrace, *, revision: str = "layers", height: int = 300) -> go.Figure:
     """Heatmap of log10 gradient norm, layer x step: where the gradient is largest."""
-    norms = trace.records.get("layer_grad_norm")
-    fig = go.Figure()
-    if norms is not None and len(norms):
-        n = norms.shape[0]
-        idx = np.unique(np.linspace(0, n - 1, min(n, HEATMAP_COLUMNS)).astype(int))
-        with np.errstate(divide="ignore", invalid="ignore"):
-            z = np.log10(finite_or_nan(norms[idx]).T)
-        z = np.where(np.isfinite(z), z, np.nan)
-        fig.add_trace(
-            go.Heatmap(
-                x=trace.records["step"][idx],
-                y=list(trace.layer_names),
-                z=z,
-                colorscale="Viridis",
-                colorbar={"title": {"text": "log₁₀ ‖g‖"}, "thickness": 14},
-                customdata=finite_or_nan(norms[idx]).T,
-                hovertemplate="layer %{y}<br>step %{x}<br>gradient norm %{customdata:.4g}<extra></extra>",
-            )
+    panel = _layer_panel(trace, SINGLE, {})
+    layout = _layout(
+        title=f"Gradient norm per layer ({trace.label})",
+        revision=revision,
+        height=height,
+        panel=panel,
+        xaxis=_step_axis(),
+        yaxis=_layer_axis(trace),
+    )
+    return _figure(panel.data, layout)
+
+
+def weights_figure(
+    traces: list[RunTrace],
+    *,
+    revision: str = "weights",
+    height: int = 320,
+    stacked: bool = False,
+) -> go.Figure:
+    """Weight norm and update-to-weight ratio per step, log y.
+
+    Side by side by default; ``stacked`` puts the ratio under the norm on a
+    shared step axis, for a narrow column.
+    """
+    names = _Names(traces, per_style=False)
+    norm_ax, ratio_ax = _Axes("x", "y"), _Axes("x2", "y2")
+    panel = _weights_panels(traces, norm_ax, ratio_ax, names)
+    if stacked:
+        layout = _layout(
+            title="Weights",
+            revision=revision,
+            height=height,
+            panel=panel,
+            xaxis={
+                "anchor": "y",
+                "matches": "x2",
+                "showticklabels": False,
+                "rangemode": "tozero",
+                "automargin": False,
+            },
+            xaxis2=_step_axis(anchor="y2"),
+            yaxis=_log_axis("norm ‖w‖ (log)", domain=[0.54, 1.0], anchor="x"),
+            yaxis2=_log_axis("‖Δw‖ / ‖w‖ (log)", domain=[0.0, 0.46], anchor="x2"),
         )
-    fig.update_xaxes(title="optimizer step")
-    fig.update_yaxes(title="layer", autorange="reversed")
-    return _finish(fig, title=f"Gradient norm per layer ({trace.label})", revision=revision, height=height)
+        return _figure(panel.data, layout)
+    for text, ax in (("Weight norm ‖w‖", norm_ax), ("Update size ‖Δw‖ / ‖w‖", ratio_ax)):
+        panel.notes.append(_title(text, ax))
+    layout = _layout(
+        title=None,
+        revision=revision,
+        height=height,
+        panel=panel,
+        xaxis=_step_axis(domain=[0.0, 0.44], anchor="y"),
+        xaxis2=_step_axis(domain=[0.56, 1.0], anchor="y2"),
+        yaxis=_log_axis("L2 norm (log scale)", anchor="x"),
+        yaxis2=_log_axis("ratio (log scale)", anchor="x2"),
+    )
+    layout["margin"] = {**layout["margin"], "t": 60}
+    layout["legend"] = {**layout["legend"], "y": 1.12}
+    return _figure(panel.data, layout)
 
 
-def weights_figure(traces: list[RunTrace], *, revision: str = "weights", height: int = 320) -> go.Figure:
-    """Weight norm and update-to-weight ratio per step, side by side, log y."""
-    fig = make_subplots(
-        rows=1,
-        cols=2,
-        subplot_titles=("Weight norm ‖w‖", "Update size ‖Δw‖ / ‖w‖"),
-        horizontal_spacing=0.12,
+# Panel grid of lab_figure, as fractions of the plotting area: two columns,
+# two rows; the bottom-right cell holds the weight norm over the update ratio.
+_LEFT, _RIGHT = (0.0, 0.42), (0.58, 1.0)
+_TOP, _BOTTOM = (0.58, 0.95), (0.0, 0.42)
+_NORM, _RATIO = (0.24, 0.42), (0.0, 0.18)
+
+
+def lab_figure(traces: list[RunTrace], *, revision: str = "lab", height: int = 860) -> go.Figure:
+    """The four live charts of the Training Lab in one figure, on one shared step axis.
+
+    Loss (top left), gradient norm (top right), gradient norm per layer of
+    the first run (bottom left), weight norm over update size (bottom right).
+    Zooming the steps of one panel zooms them all. Runs are told apart by
+    colour; each line style has one entry in the legend on top, which
+    toggles it for every run.
+    """
+    names = _Names(traces, per_style=True)
+    loss_ax, grad_ax, layer_ax = _Axes("x", "y"), _Axes("x2", "y2"), _Axes("x3", "y3")
+    norm_ax, ratio_ax = _Axes("x4", "y4"), _Axes("x5", "y5")
+    # An empty trace on every panel, so all axes are drawn from the first frame
+    # (plotly.js leaves out the axes of a subplot without traces).
+    panel = _Panel(
+        data=[
+            {"type": "scatter", "x": [], "y": [], "xaxis": ax.x, "yaxis": ax.y}
+            | {"showlegend": False, "hoverinfo": "skip"}
+            for ax in (loss_ax, grad_ax, layer_ax, norm_ax, ratio_ax)
+        ]
     )
-    multiple = len(traces) > 1
-    for trace in traces:
-        prefix = f"{trace.label}: " if multiple else ""
-        fig.add_trace(_line(trace, "weight_norm", f"{prefix}weight norm"), row=1, col=1)
-        fig.add_trace(_line(trace, "update_ratio", f"{prefix}update / weight"), row=1, col=2)
-    fig.add_hline(
-        y=1e-3,
-        line={"color": NEUTRAL, "dash": "dot", "width": 1},
-        annotation={"text": "10⁻³, a common healthy size", "font": {"size": 11}},
-        annotation_position="bottom right",
-        row=1,
-        col=2,
+    panel.add(_loss_panel(traces, loss_ax, names))
+    panel.add(_grad_panel(traces, grad_ax, names, label=False))
+    first = traces[0] if traces else RunTrace("", False, {})
+    colorbar = {
+        "x": _LEFT[1] + 0.008,
+        "xanchor": "left",
+        "y": sum(_BOTTOM) / 2,
+        "len": _BOTTOM[1] - _BOTTOM[0],
+        "title": {"text": "log₁₀‖g‖", "side": "top"},
+    }
+    panel.add(_layer_panel(first, layer_ax, colorbar))
+    panel.add(_weights_panels(traces, norm_ax, ratio_ax, names))
+    loss_name = traces[0].loss_name if traces else "MSE"
+    layer_title = "Gradient norm per layer" + (f" ({first.label})" if len(traces) > 1 else "")
+    for text, ax in (
+        ("Loss", loss_ax),
+        ("Gradient norm", grad_ax),
+        (layer_title, layer_ax),
+        ("Weights: norm and update size", norm_ax),
+    ):
+        panel.notes.append(_title(text, ax))
+    step = {"matches": "x"}
+    layout = layout_spec(height=height, template=False)
+    layout.update(
+        uirevision=revision,
+        shapes=panel.shapes,
+        annotations=panel.notes,
+        margin={"l": 96, "r": 20, "t": 40, "b": 50},  # room for "hidden→hidden"
+        legend={
+            "orientation": "h",
+            "x": 0,
+            "y": 1.0,
+            "xanchor": "left",
+            "yanchor": "bottom",
+            "font": {"size": 12},
+        },
+        xaxis=_step_axis(domain=list(_LEFT), anchor="y"),
+        yaxis=_log_axis(f"{loss_name} (log scale)", domain=list(_TOP), anchor="x"),
+        xaxis2=_step_axis(domain=list(_RIGHT), anchor="y2", **step),
+        yaxis2=_log_axis("gradient L2 norm ‖g‖ (log)", domain=list(_TOP), anchor="x2"),
+        xaxis3=_step_axis(domain=list(_LEFT), anchor="y3", **step),
+        yaxis3=_layer_axis(first, title="", domain=list(_BOTTOM), anchor="x3"),
+        xaxis4={
+            "domain": list(_RIGHT),
+            "anchor": "y4",
+            "showticklabels": False,
+            "automargin": False,
+            **step,
+        },
+        yaxis4=_log_axis("‖w‖ (log)", domain=list(_NORM), anchor="x4"),
+        xaxis5=_step_axis(domain=list(_RIGHT), anchor="y5", **step),
+        yaxis5=_log_axis("‖Δw‖ / ‖w‖ (log)", domain=list(_RATIO), anchor="x5"),
     )
-    fig.update_yaxes(type="log", exponentformat="power")
-    fig.update_yaxes(title="L2 norm (log scale)", row=1, col=1)
-    fig.update_yaxes(title="ratio (log scale)", row=1, col=2)
-    fig.update_xaxes(title="optimizer step")
-    fig = _finish(fig, title=None, revision=revision, height=height)
-    fig.update_layout(margin={"t": 60})
-    return fig
+    _plain_style(layout)
+    return _figure(panel.data, layout)
+
+
+def _plain_style(layout: dict) -> None:
+    """Colours for a figure drawn by plotly.js directly, outside Streamlit's chart theme.
+
+    The same quiet look: white background, light horizontal grid, dark grey text.
+    """
+    layout.update(
+        paper_bgcolor="white",
+        plot_bgcolor="white",
+        font={**layout.get("font", {}), "color": "#31333F"},
+        hoverlabel={**layout.get("hoverlabel", {}), "bgcolor": "white", "bordercolor": "#D5DAE5"},
+    )
+    for key, axis in layout.items():
+        if key.startswith("xaxis"):
+            axis.update(showgrid=False, showline=True, linecolor="#D5DAE5", zeroline=False)
+        elif key.startswith("yaxis"):
+            axis.update(gridcolor="#E6EAF1", showline=False, zeroline=False)

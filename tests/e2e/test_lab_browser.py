@@ -1,0 +1,157 @@
+"""The Training Lab in a real Chromium against `streamlit run`.
+
+Plays the tutorial's unscaled run to its explosion and the clip-by-norm run
+to its end, applies a one-click fix, and measures (prints, never asserts
+times) how often the charts redraw, how long the 1600-step run takes at top
+speed, and the server's memory over ten Play/Reset cycles.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Page, expect
+
+pytestmark = pytest.mark.browser
+
+EXPLODED = re.compile(r"^\s*Exploded at step \d+: ")
+COUNTER = re.compile(r"Step ([\d,]+) of ([\d,]+)")
+CHART = ".clipviz-live-chart"
+
+
+def open_lab(page: Page, base_url: str, query: str = "") -> None:
+    page.goto(f"{base_url}/lab" + (f"?{query}" if query else ""))
+    page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']")
+    page.wait_for_selector(f"{CHART} .main-svg", timeout=60_000)  # plotly.js loaded, drawn
+
+
+def press(page: Page, label: str) -> None:
+    page.get_by_role("button", name=label, exact=True).click()
+
+
+def explosion_alerts(page: Page):
+    return page.locator("[data-testid='stAlertContentError']").filter(has_text=EXPLODED)
+
+
+def steps(page: Page) -> tuple[int, int]:
+    text = page.locator("[data-testid='stProgress']").inner_text()
+    done, total = COUNTER.search(text).groups()
+    return int(done.replace(",", "")), int(total.replace(",", ""))
+
+
+def points_drawn(page: Page) -> int:
+    """Points in the loss panel's batch-loss line, as plotly.js holds them."""
+    return page.evaluate(
+        f"() => {{ const gd = document.querySelector('{CHART}');"
+        " const line = ((gd && gd._fullData) || []).find((t) => t.name === 'batch loss');"
+        " return line ? line._length : 0; }"
+    )
+
+
+def wait_until_finished(page: Page, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done, total = steps(page)
+        if done == total:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"the run did not finish in {timeout} s: {steps(page)}")
+
+
+def test_unscaled_preset_explodes_when_played(page: Page, base_url: str):
+    open_lab(page, base_url, "preset=tutorial_unscaled")
+    assert explosion_alerts(page).count() == 0
+    press(page, "Play")
+    alert = explosion_alerts(page).first
+    expect(alert).to_be_visible(timeout=30_000)
+    step = int(re.search(r"Exploded at step (\d+)", alert.inner_text()).group(1))
+    assert steps(page)[0] == step
+    expect(page.get_by_text("Signs found")).to_be_visible()
+    expect(page.get_by_role("button", name="Clip by norm at 1.0")).to_be_visible()
+    expect(page.get_by_role("button", name="Play", exact=True)).to_be_enabled()
+
+
+def test_clip_norm_preset_trains_to_the_end_without_exploding(page: Page, base_url: str):
+    open_lab(page, base_url, "preset=tutorial_clip_norm")
+    press(page, "Play")
+    seen = []
+    for _ in range(3):
+        time.sleep(1.0)
+        seen.append(points_drawn(page))
+    assert seen[0] > 0 and seen[-1] > seen[0], seen  # the charts grow while playing
+    wait_until_finished(page, timeout=90)
+    assert steps(page) == (1600, 1600)
+    assert points_drawn(page) == 1600
+    assert explosion_alerts(page).count() == 0
+
+
+def test_a_fix_changes_the_settings_in_the_sidebar_and_the_url(page: Page, base_url: str):
+    open_lab(page, base_url, "preset=tutorial_unscaled")
+    press(page, "Play")
+    expect(explosion_alerts(page).first).to_be_visible(timeout=30_000)
+    page.get_by_role("button", name="Clip by norm at 1.0").click()
+    expect(explosion_alerts(page)).to_have_count(0, timeout=15_000)
+    page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']")
+    sidebar = page.locator("[data-testid='stSidebar']")
+    expect(sidebar.get_by_text("Clip norm c")).to_be_visible()
+    expect(page).to_have_url(re.compile(r"clip_mode=norm"), timeout=15_000)
+    assert steps(page)[0] == 0
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def test_measure_redraw_rate_top_speed_and_memory(page: Page, base_url: str, app_server, capsys):
+    """Prints the numbers of the acceptance criteria; asserts only that runs complete."""
+    open_lab(page, base_url, "preset=tutorial_clip_norm")
+    page.evaluate(
+        f"() => {{ window.redraws = []; document.querySelector('{CHART}')"
+        ".on('plotly_afterplot', () => window.redraws.push(performance.now())); }"
+    )
+    press(page, "Play")  # default speed
+    time.sleep(3.0)
+    times = page.evaluate("() => window.redraws")
+    window = times[len(times) // 4 :]  # skip the start
+    rate = (len(window) - 1) / ((window[-1] - window[0]) / 1000) if len(window) > 2 else 0.0
+    press(page, "Pause")
+
+    # The 1600-step reference run at top speed: Reset, speed to the top, Play.
+    press(page, "Reset")
+    page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']")
+    slider = page.get_by_role("slider", name=re.compile("Speed"))
+    slider.focus()
+    slider.press("End")
+    page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']")
+    start = time.monotonic()
+    press(page, "Play")
+    wait_until_finished(page, timeout=120)
+    top_speed_seconds = time.monotonic() - start
+
+    # Server memory over ten Play/Reset cycles (after one to warm up).
+    def cycle():
+        press(page, "Play")
+        time.sleep(0.8)
+        press(page, "Reset")
+        page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']")
+
+    cycle()
+    before = rss_mb(app_server.pid)
+    for _ in range(10):
+        cycle()
+    time.sleep(1.0)
+    after = rss_mb(app_server.pid)
+    with capsys.disabled():
+        print(
+            f"\n[lab speed] chart redraws while playing: {rate:.1f}/s; "
+            f"1600-step run at top speed: {top_speed_seconds:.1f} s; "
+            f"server RSS over 10 Play/Reset cycles: {before:.0f} MB -> {after:.0f} MB"
+        )
+    assert rate > 0
+    assert steps(page)[0] == 0

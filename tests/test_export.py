@@ -1,0 +1,267 @@
+"""Exports: the per-step CSV, and the PyTorch and Keras scripts, which must run as shown.
+
+The generated PyTorch scripts are executed (with a small ``epochs``) in a
+subprocess, one after the other in the same interpreter so that torch is
+imported once, and must print the same epoch losses as the Lab's trainer for
+the same configuration. The Keras script is compiled for every network and
+clip mode, and run once, in parallel, when Keras 3 is installed (with the
+PyTorch backend).
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import io
+import itertools
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+from clipviz.config import CLIP_MODES, NETWORKS, PRESETS, TrainConfig
+from clipviz.export import keras_script, pytorch_script, records_csv, script_filename
+from clipviz.trainer import STEP_FIELDS, Trainer, TwinRun
+
+EPOCH_LINE = re.compile(r"^epoch (\d+): train (?:MSE|cross-entropy) (\S+), test \S+ (\S+)$")
+
+# Configurations whose scripts are run, and the trainer they must agree with.
+RUN_CONFIGS = {
+    "mlp_clip_norm": PRESETS["tutorial_clip_norm"].config.replace(epochs=2),
+    "mlp_unscaled": PRESETS["tutorial_unscaled"].config.replace(epochs=2),
+    "mlp_adam_norm_value_decay": TrainConfig(
+        optimizer="adam",
+        lr=0.01,
+        clip_mode="norm_value",
+        clip_value=0.5,
+        weight_decay=0.01,
+        depth=2,
+        target_scaling="standardize",
+        epochs=2,
+    ),
+    "lstm_layerwise_tbptt": TrainConfig(
+        network="lstm",
+        seq_len=12,
+        n_train=64,
+        hidden_size=8,
+        tbptt=5,
+        clip_mode="layerwise_value",
+        clip_value=1.0,
+        epochs=2,
+    ),
+    "rnn_digits_per_tensor": TrainConfig(
+        network="rnn",
+        task="digits",
+        n_train=64,
+        recurrent_scale=1.2,
+        clip_mode="norm_per_tensor",
+        epochs=1,
+    ),
+}
+KERAS_CONFIG = PRESETS["tutorial_clip_norm"].config.replace(epochs=1)
+
+
+@dataclass
+class ScriptRun:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+# Runs each script as `python script.py` would (run_name "__main__"), one after
+# the other, and reports each one's exit status and output as JSON.
+DRIVER = """
+import contextlib, io, json, runpy, sys, traceback
+results = {}
+for path in sys.argv[1:]:
+    out, err, code = io.StringIO(), io.StringIO(), 0
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            runpy.run_path(path, run_name="__main__")
+        except SystemExit as stop:
+            code = stop.code if isinstance(stop.code, int) else 1
+        except BaseException:
+            traceback.print_exc()
+            code = 1
+    results[path] = {"returncode": code, "stdout": out.getvalue(), "stderr": err.getvalue()}
+print(json.dumps(results))
+"""
+
+
+def _start(args: list[str], folder, env=None) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=folder,  # away from the repo: the scripts need no clipviz
+        env=env,
+    )
+
+
+def _finish(proc: subprocess.Popen) -> tuple[int, str, str]:
+    try:
+        out, err = proc.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+    return proc.returncode, out, err
+
+
+@pytest.fixture(scope="module")
+def script_runs(tmp_path_factory) -> dict[str, ScriptRun]:
+    """Run every generated script; results by name ("keras" only if Keras is installed)."""
+    folder = tmp_path_factory.mktemp("scripts")
+    paths = {}
+    for name, config in RUN_CONFIGS.items():
+        paths[name] = folder / f"{name}.py"
+        paths[name].write_text(pytorch_script(config))
+    (folder / "driver.py").write_text(DRIVER)
+    torch_proc = _start(["driver.py", *(str(p) for p in paths.values())], folder)
+    keras_proc = None
+    if importlib.util.find_spec("keras") is not None:
+        (folder / "keras_run.py").write_text(keras_script(KERAS_CONFIG))
+        env = dict(os.environ, KERAS_BACKEND="torch")
+        keras_proc = _start(["keras_run.py"], folder, env)
+    code, out, err = _finish(torch_proc)
+    assert code == 0, err[-3000:]
+    results = json.loads(out.strip().splitlines()[-1])
+    runs = {name: ScriptRun(**results[str(path)]) for name, path in paths.items()}
+    if keras_proc is not None:
+        runs["keras"] = ScriptRun(*_finish(keras_proc))
+    return runs
+
+
+def epoch_losses(stdout: str) -> list[tuple[float, float]]:
+    found = [EPOCH_LINE.match(line.strip()) for line in stdout.splitlines()]
+    return [(float(m.group(2)), float(m.group(3))) for m in found if m]
+
+
+# ---- CSV ------------------------------------------------------------------------
+
+
+def parse_csv(text: str) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+def test_csv_has_one_row_per_step_with_every_record():
+    trainer = Trainer(PRESETS["tutorial_clip_norm"].config)
+    trainer.step(40)
+    rows = parse_csv(records_csv(trainer))
+    records = trainer.records()
+    assert len(rows) == 40
+    assert list(rows[0])[:2] == ["step", "epoch"]
+    for name in STEP_FIELDS:
+        values = np.array([float(r[name]) for r in rows])
+        np.testing.assert_allclose(values, records[name], rtol=1e-7)
+    for i, layer in enumerate(trainer.layout.layer_names):
+        values = np.array([float(r[f"grad_norm[{layer}]"]) for r in rows])
+        np.testing.assert_allclose(values, records["layer_grad_norm"][:, i], rtol=1e-7)
+
+
+def test_csv_gives_the_epoch_losses_on_the_last_step_of_each_epoch():
+    trainer = Trainer(PRESETS["tutorial_clip_norm"].config)
+    trainer.step(2 * trainer.batches_per_epoch + 3)
+    rows = parse_csv(records_csv(trainer))
+    filled = [r for r in rows if r["epoch_train_loss"]]
+    assert [int(r["step"]) for r in filled] == [16, 32]
+    epochs = trainer.epoch_records()
+    np.testing.assert_allclose(
+        [float(r["epoch_train_loss"]) for r in filled], epochs["train_loss"], rtol=1e-7
+    )
+    np.testing.assert_allclose(
+        [float(r["epoch_test_loss"]) for r in filled], epochs["test_loss"], rtol=1e-7
+    )
+
+
+def test_csv_of_a_twin_run_names_each_row_and_writes_nan_at_the_explosion():
+    pair = TwinRun(PRESETS["tutorial_clip_norm"].config)
+    for trainer in (pair.primary, pair.twin):
+        trainer.step(30)
+    rows = parse_csv(records_csv([("clipped", pair.primary), ("unclipped", pair.twin)]))
+    assert list(rows[0])[0] == "run"
+    exploded = pair.twin.exploded_at
+    assert exploded is not None
+    assert [r["run"] for r in rows] == ["clipped"] * 30 + ["unclipped"] * exploded
+    last = rows[-1]
+    assert not math.isfinite(float(last["loss"]))  # "nan" or "inf" reads back as such
+
+
+def test_csv_of_an_empty_run_is_just_the_header():
+    text = records_csv(Trainer(PRESETS["tutorial_clip_norm"].config))
+    assert text.count("\n") == 1 and text.startswith("step,epoch,loss,")
+
+
+# ---- PyTorch script ----------------------------------------------------------------------
+
+ALL_CONFIGS = [
+    TrainConfig(network=network, clip_mode=mode, optimizer=optimizer, task=task)
+    for network, mode, optimizer, task in itertools.product(
+        NETWORKS, CLIP_MODES, ("sgd", "adam"), ("adding", "digits")
+    )
+    if network != "mlp" or task == "adding"
+]
+
+
+@pytest.mark.parametrize(
+    "config", ALL_CONFIGS, ids=lambda c: f"{c.network}-{c.clip_mode}-{c.optimizer}-{c.task}"
+)
+def test_scripts_compile_for_every_network_clip_mode_and_optimizer(config):
+    for source in (pytorch_script(config), keras_script(config)):
+        compile(source, "<generated>", "exec")
+
+
+def test_script_names_its_settings_and_how_to_run_it():
+    config = PRESETS["tutorial_clip_norm"].config
+    source = pytorch_script(config)
+    assert config.to_query() in source
+    assert f"python {script_filename(config, 'pytorch')}" in source
+    assert "clip_grad_norm_(parameters, CLIP_NORM)" in source
+    assert "CLIP_NORM = 1\n" in source and "EPOCHS = 100\n" in source
+    assert "import clipviz" not in source and "from clipviz" not in source
+
+
+def test_keras_script_uses_the_keras_name_of_each_rule():
+    base = PRESETS["tutorial_clip_norm"].config
+    assert "global_clipnorm=CLIP_NORM" in keras_script(base)
+    assert "clipnorm=CLIP_NORM" in keras_script(base.replace(clip_mode="norm_per_tensor"))
+    assert "clipvalue=CLIP_VALUE" in keras_script(base.replace(clip_mode="value"))
+    assert "_clip_gradients" in keras_script(base.replace(clip_mode="norm_value"))
+
+
+@pytest.mark.parametrize("name", [n for n in RUN_CONFIGS if n != "mlp_unscaled"])
+def test_pytorch_script_runs_and_prints_the_labs_epoch_losses(script_runs, name):
+    run = script_runs[name]
+    assert run.returncode == 0, run.stderr[-2000:]
+    config = RUN_CONFIGS[name]
+    trainer = Trainer(config).run()
+    epochs = trainer.epoch_records()
+    printed = epoch_losses(run.stdout)
+    assert len(printed) == config.epochs, run.stdout
+    np.testing.assert_allclose(
+        np.array(printed), np.column_stack([epochs["train_loss"], epochs["test_loss"]]), rtol=1e-4
+    )
+
+
+def test_pytorch_script_stops_at_the_labs_explosion_step(script_runs):
+    run = script_runs["mlp_unscaled"]
+    trainer = Trainer(RUN_CONFIGS["mlp_unscaled"]).run()
+    assert trainer.exploded_at is not None
+    assert run.returncode == 1
+    assert f"Exploded at step {trainer.exploded_at}:" in run.stdout
+
+
+def test_keras_script_runs_when_keras_is_installed(script_runs):
+    run = script_runs.get("keras")
+    if run is None:
+        pytest.skip("keras is not installed")
+    if "No module named" in run.stderr and run.returncode != 0:
+        pytest.skip(f"keras cannot start here: {run.stderr.strip().splitlines()[-1]}")
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "final: train" in run.stdout
