@@ -8,7 +8,6 @@ import streamlit as st
 
 st.set_page_config(
     page_title="clipviz: exploding gradients and gradient clipping",
-    page_icon=":material/content_cut:",
     layout="wide",
     initial_sidebar_state="expanded",
 )

@@ -23,6 +23,7 @@ No Streamlit here; ``pages/lab.py`` is the thin page on top.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from collections.abc import Mapping
@@ -281,10 +282,22 @@ class LabRun:
         ]
 
     def traces(self) -> list[RunTrace]:
+        name = loss_name(self.config)
         return [
-            RunTrace.from_trainer(trainer, label, secondary=i > 0)
+            dataclasses.replace(
+                RunTrace.from_trainer(trainer, label, secondary=i > 0), loss_name=name
+            )
             for i, (label, trainer) in enumerate(self.labelled())
         ]
+
+
+def loss_name(config: TrainConfig) -> str:
+    """The loss and its units, as the charts' axis says it: 'MSE, target units²'."""
+    if config.is_recurrent and config.task == "digits":
+        return "cross-entropy, nats"
+    if config.target_scaling == "none":
+        return "MSE, target units²"
+    return f"MSE, {config.target_scaling}d units"
 
 
 # ---- explosions ---------------------------------------------------------------------

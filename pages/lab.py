@@ -3,8 +3,11 @@
 Widgets and layout only. The run is a ``clipviz.lab.LabRun`` kept in session
 state, driven by a ``clipviz.player.Player``; while playing, the live area is
 a fragment that reruns every ``player.interval`` seconds and trains within a
-time budget. Every setting is a widget keyed by its ``TrainConfig`` field and
-bound to the URL (CONTRACT.md); the URL is validated once when the page opens.
+time budget. The four charts are one figure (``lab_figure``) drawn by a small
+component that redraws it in place with plotly.js (why: ``clipviz.lab``).
+Every setting is a widget keyed by its ``TrainConfig`` field and bound to the
+URL (CONTRACT.md); the URL is validated once when the page opens, and each
+problem is shown before it falls back to the default.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
+from app_boot import ensure_router
 from clipviz import export, lab
 from clipviz.config import (
     ACTIVATIONS,
@@ -28,6 +32,8 @@ from clipviz.config import (
 )
 from clipviz.figures.training import lab_figure
 from clipviz.player import SPEEDS, Player
+
+ensure_router()
 
 RUN, PLAYER, VALUES, PROBLEMS, RUN_ID = (
     "_lab_run",
@@ -385,17 +391,19 @@ def live_area() -> None:
                     "Signs found:\n"
                     + "\n".join(f"- {lab.finding_text(f)}" for f in diagnosis.findings)
                 )
-            st.markdown("**Try a fix** (changes the settings and resets the run):")
             shown_fixes = diagnosis.fixes[:4]
-            for column, fix in zip(st.columns(len(shown_fixes)), shown_fixes, strict=True):
-                column.button(
-                    fix.label,
-                    key=f"fix_{fix.key}",
-                    help=fix.why,
-                    on_click=on_fix,
-                    args=(fix,),
-                    width="stretch",
-                )
+            if shown_fixes:
+                st.markdown("**Try a fix** (changes the settings and resets the run):")
+                columns = st.columns(len(shown_fixes))
+                for column, fix in zip(columns, shown_fixes, strict=True):
+                    column.button(
+                        fix.label,
+                        key=f"fix_{fix.key}",
+                        help=fix.why,
+                        on_click=on_fix,
+                        args=(fix,),
+                        width="stretch",
+                    )
     if run.twin is not None and run.twin.explosion is not None:
         label = lab.clip_label(run.twin_config)
         st.warning(

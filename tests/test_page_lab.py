@@ -271,3 +271,43 @@ def test_exports_are_offered():
     sources = [c.value for c in app.code]
     assert any("clip_grad_norm_(parameters, CLIP_NORM)" in s for s in sources)
     assert any("global_clipnorm=CLIP_NORM" in s for s in sources)
+
+
+# ---- the live chart (drawn in the browser, so checked here through its builder) ----------
+
+
+def test_the_lab_figure_is_valid_plotly_with_all_panels_and_thinned_lines():
+    import plotly.graph_objects as go
+
+    from clipviz.figures.training import MAX_POINTS, lab_figure
+    from clipviz.lab import LabRun
+
+    run = LabRun(PRESETS["tutorial_clip_norm"].config.replace(epochs=200))
+    run.step(3200)
+    figure = lab_figure(run.traces(), revision="1")
+    go.Figure(figure.to_dict())  # passes Plotly's full validation
+    layout = figure.layout
+    assert layout.uirevision == "1"
+    assert {a.title.text for a in (layout.xaxis, layout.xaxis2, layout.xaxis3, layout.xaxis5)} == {
+        "optimizer step"
+    }
+    assert layout.yaxis.title.text == "MSE, target units², log scale"
+    lines = [t for t in figure.data if t.type == "scatter" and t.mode == "lines"]
+    assert lines and all(len(t.x) <= MAX_POINTS + 1 for t in lines)
+    assert any(t.type == "heatmap" for t in figure.data)
+    assert any("norm threshold c = 1" in (a.text or "") for a in layout.annotations)
+
+
+def test_the_lab_figure_marks_an_explosion_and_colours_runs_by_clipping():
+    from clipviz.figures.style import CLIPPED, UNCLIPPED
+    from clipviz.figures.training import lab_figure
+    from clipviz.lab import LabRun, twin_config
+
+    config = PRESETS["tutorial_clip_norm"].config
+    run = LabRun(config, twin_config(config))
+    run.step(40)
+    figure = lab_figure(run.traces())
+    colours = {t.line.color for t in figure.data if t.type == "scatter" and t.line.color}
+    assert colours == {CLIPPED, UNCLIPPED}
+    step = run.twin.exploded_at
+    assert any(a.text == f"exploded at step {step}" for a in figure.layout.annotations)

@@ -706,7 +706,7 @@ def lab_figure(traces: list[RunTrace], *, revision: str = "lab", height: int = 8
             "font": {"size": 12},
         },
         xaxis=_step_axis(domain=list(_LEFT), anchor="y"),
-        yaxis=_log_axis(f"{loss_name} (log scale)", domain=list(_TOP), anchor="x"),
+        yaxis=_log_axis(f"{loss_name}, log scale", domain=list(_TOP), anchor="x"),
         xaxis2=_step_axis(domain=list(_RIGHT), anchor="y2", **step),
         yaxis2=_log_axis("gradient L2 norm ‖g‖ (log)", domain=list(_TOP), anchor="x2"),
         xaxis3=_step_axis(domain=list(_LEFT), anchor="y3", **step),
