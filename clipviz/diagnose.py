@@ -13,9 +13,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 
 from clipviz.config import TrainConfig
-from clipviz.trainer import Explosion
+from clipviz.trainer import Explosion, Trainer
 
 
 @dataclass(frozen=True)
@@ -205,6 +206,16 @@ def find_signs(
                 )
             )
     return sorted(found, key=lambda f: f.step)
+
+
+def signs_of(trainer: Trainer, lane: int = 0) -> list[Finding]:
+    """The signs present in a trainer's records so far (``find_signs`` on its run)."""
+    return find_signs(
+        trainer.records(lane),
+        initial_weight_norm=float(torch.linalg.vector_norm(trainer.initial_params)),
+        batches_per_epoch=trainer.batches_per_epoch,
+        explosion=trainer.explosions[lane],
+    )
 
 
 def suggest_fixes(config: TrainConfig, findings: list[Finding], *, exploded: bool) -> list[Fix]:

@@ -30,7 +30,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import plotly
 import plotly.graph_objects as go
 import plotly.io as pio
@@ -45,7 +44,7 @@ from clipviz.config import (
     format_value,
     parse_value,
 )
-from clipviz.diagnose import Finding, Fix, find_signs, suggest_fixes
+from clipviz.diagnose import Finding, Fix, signs_of, suggest_fixes
 from clipviz.figures.style import run_colour
 from clipviz.figures.training import FAINT, RunTrace
 from clipviz.trainer import Explosion, Trainer, TwinRun
@@ -339,14 +338,7 @@ def diagnose(trainer: Trainer) -> Diagnosis | None:
     explosion = trainer.explosion
     if explosion is None:
         return None
-    records = trainer.records()
-    initial = float(np.linalg.norm(trainer.initial_params.double().numpy()))
-    findings = find_signs(
-        records,
-        initial_weight_norm=initial,
-        batches_per_epoch=trainer.batches_per_epoch,
-        explosion=explosion,
-    )
+    findings = signs_of(trainer)
     fixes = suggest_fixes(trainer.config, findings, exploded=True)
     return Diagnosis(headline(explosion), where_text(explosion), findings, fixes)
 

@@ -22,11 +22,10 @@ from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, urlencode
 
 import numpy as np
-import torch
 
 from clipviz.config import DEFAULT, PRESETS, TrainConfig
 from clipviz.data import reference_arrays
-from clipviz.diagnose import FIX_NOTES, SIGN_BY_KEY, Finding, find_signs
+from clipviz.diagnose import FIX_NOTES, SIGN_BY_KEY, Finding, signs_of
 from clipviz.experiments import EXPERIMENT_BY_NAME, EXPERIMENTS, Experiment
 from clipviz.figures.training import RunTrace
 from clipviz.figures.tutorial import Box, Panel
@@ -220,11 +219,6 @@ class ChapterRun:
         return lab_query(self.config)
 
 
-def initial_weight_norm(trainer: Trainer) -> float:
-    """L2 norm of all initial weights and biases (``find_signs`` measures growth against it)."""
-    return float(torch.linalg.vector_norm(trainer.initial_params))
-
-
 def chapter_run(key: str, seed: int = DEFAULT_SEED) -> ChapterRun:
     """Train chapter ``key``'s configuration with ``seed``, fully recorded.
 
@@ -235,12 +229,7 @@ def chapter_run(key: str, seed: int = DEFAULT_SEED) -> ChapterRun:
     config = CHAPTER_BY_KEY[key].config.replace(seed=seed)
     trainer = Trainer(config).run()
     records = trainer.records()
-    findings = find_signs(
-        records,
-        initial_weight_norm=initial_weight_norm(trainer),
-        batches_per_epoch=trainer.batches_per_epoch,
-        explosion=trainer.explosion,
-    )
+    findings = signs_of(trainer)
     scale_sq = trainer.data.scaler.scale**2
     shown = dict(records)
     shown["loss"] = records["loss"] * scale_sq
@@ -529,12 +518,7 @@ def verify_link(link: LabLink) -> LinkCheck:
     """Train the link's configuration and check each part of its claim."""
     config = config_from_query(link.query)
     trainer = Trainer(config).run()
-    findings = find_signs(
-        trainer.records(),
-        initial_weight_norm=initial_weight_norm(trainer),
-        batches_per_epoch=trainer.batches_per_epoch,
-        explosion=trainer.explosion,
-    )
+    findings = signs_of(trainer)
     keys = tuple(dict.fromkeys(f.key for f in findings))
     problems = []
     if link.explodes is not None and link.explodes != (trainer.exploded_at is not None):

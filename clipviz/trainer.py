@@ -499,14 +499,10 @@ class TwinRun:
         return self.primary.done and self.twin.done
 
     def step(self, n: int = 1) -> int:
-        taken = 0
-        for _ in range(n):
-            if self.done:
-                break
-            self.primary.step(1)
-            self.twin.step(1)
-            taken += 1
-        return taken
+        """Advance both by up to ``n`` steps. They share nothing after the start,
+        so stepping each by ``n`` in turn gives exactly the records that
+        alternating single steps would, at a fraction of the cost."""
+        return max(self.primary.step(n), self.twin.step(n))
 
 
 def train(config: TrainConfig, **kwargs) -> Trainer:

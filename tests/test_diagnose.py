@@ -1,19 +1,13 @@
 """Signs of explosion found in real runs, and the fixes suggested for them."""
 
 from clipviz.config import PRESETS
-from clipviz.diagnose import SIGNS, find_signs, suggest_fixes
+from clipviz.diagnose import SIGNS, signs_of, suggest_fixes
 from clipviz.trainer import Trainer
 
 
 def diagnose(config):
     trainer = Trainer(config).run()
-    findings = find_signs(
-        trainer.records(),
-        initial_weight_norm=float(trainer.initial_params.norm()),
-        batches_per_epoch=trainer.batches_per_epoch,
-        explosion=trainer.explosion,
-    )
-    return trainer, findings
+    return trainer, signs_of(trainer)
 
 
 def test_unscaled_run_shows_the_signs_before_it_explodes():
