@@ -6,6 +6,8 @@ order of the sidebar, and sets what every page shares.
 
 import streamlit as st
 
+import app_boot  # noqa: F401  (its first import sets the server's memory policy)
+
 st.set_page_config(
     page_title="clipviz: exploding gradients and gradient clipping",
     layout="wide",

@@ -20,6 +20,7 @@ pytestmark = pytest.mark.browser
 EXPLODED = re.compile(r"^\s*Exploded at step \d+: ")
 COUNTER = re.compile(r"Step ([\d,]+) of ([\d,]+)")
 CHART = ".clipviz-live-chart"
+MEMORY_SLACK_MB = 64
 
 
 def open_lab(page: Page, base_url: str, query: str = "") -> None:
@@ -49,6 +50,13 @@ def points_drawn(page: Page) -> int:
         " const line = ((gd && gd._fullData) || []).find((t) => t.name === 'batch loss');"
         " return line ? line._length : 0; }"
     )
+
+
+def wait_for(condition, timeout: float) -> None:
+    """Poll ``condition`` until it holds or ``timeout`` seconds pass (then assert on it)."""
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.1)
 
 
 def wait_until_finished(page: Page, timeout: float) -> None:
@@ -84,6 +92,9 @@ def test_clip_norm_preset_trains_to_the_end_without_exploding(page: Page, base_u
     assert seen[0] > 0 and seen[-1] > seen[0], seen  # the charts grow while playing
     wait_until_finished(page, timeout=90)
     assert steps(page) == (1600, 1600)
+    # The counter and the chart arrive in the same script run, but the chart is
+    # drawn a moment later (its JSON is parsed and redrawn in the browser).
+    wait_for(lambda: points_drawn(page) == 1600, timeout=15)
     assert points_drawn(page) == 1600
     assert explosion_alerts(page).count() == 0
 
@@ -109,7 +120,8 @@ def rss_mb(pid: int) -> float:
 
 
 def test_measure_redraw_rate_top_speed_and_memory(page: Page, base_url: str, app_server, capsys):
-    """Prints the numbers of the acceptance criteria; asserts only that runs complete."""
+    """Prints the numbers of the acceptance criteria; asserts no times, only that runs
+    complete and that the server's memory does not grow."""
     open_lab(page, base_url, "preset=tutorial_clip_norm")
     page.evaluate(
         f"() => {{ window.redraws = []; document.querySelector('{CHART}')"
@@ -155,3 +167,6 @@ def test_measure_redraw_rate_top_speed_and_memory(page: Page, base_url: str, app
         )
     assert rate > 0
     assert steps(page)[0] == 0
+    # Flat within noise (a few MB); without app_boot's allocator setting it grew
+    # by 40 to 200 MB here on busy machines.
+    assert after - before < MEMORY_SLACK_MB, (before, after)
