@@ -311,3 +311,17 @@ def test_the_lab_figure_marks_an_explosion_and_colours_runs_by_clipping():
     assert colours == {CLIPPED, UNCLIPPED}
     step = run.twin.exploded_at
     assert any(a.text == f"exploded at step {step}" for a in figure.layout.annotations)
+
+
+def test_the_empty_lab_figure_says_how_to_start_and_labels_decades_only():
+    from clipviz.figures.training import lab_figure
+    from clipviz.lab import LabRun
+
+    empty = lab_figure(LabRun(PRESETS["tutorial_clip_norm"].config).traces()).layout
+    assert any(a.text == "No steps yet: press Play or Step" for a in empty.annotations)
+    assert {empty[name].dtick for name in ("yaxis", "yaxis2", "yaxis4", "yaxis5")} == {1}
+    run = LabRun(PRESETS["tutorial_clip_norm"].config)
+    run.step(5)
+    drawn = lab_figure(run.traces()).layout
+    assert drawn.yaxis.dtick is None  # plotly chooses the ticks once there is data
+    assert not any(a.text == "No steps yet: press Play or Step" for a in drawn.annotations)

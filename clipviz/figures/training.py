@@ -722,6 +722,9 @@ def lab_figure(traces: list[RunTrace], *, revision: str = "lab", height: int = 8
         xaxis5=_step_axis(domain=list(_RIGHT), anchor="y5", **step),
         yaxis5=_log_axis("‖Δw‖ / ‖w‖ (log)", domain=list(_RATIO), anchor="x5"),
     )
+    if not any(t.steps for t in traces):  # empty log axes: decades only, no 2s and 5s
+        for name in ("yaxis", "yaxis2", "yaxis4", "yaxis5"):
+            layout[name]["dtick"] = 1
     _plain_style(layout)
     return _figure(panel.data, layout)
 
