@@ -42,7 +42,6 @@ from streamlit.runtime.pages_manager import PagesManager
 APP = Path(__file__).with_name("app.py")
 
 
-_frozen = False
 M_MMAP_THRESHOLD = -3  # mallopt's parameter number in glibc's malloc.h
 MMAP_THRESHOLD = 4 << 20
 
@@ -61,6 +60,9 @@ def fix_mmap_threshold(size: int = MMAP_THRESHOLD) -> bool:
 
 
 fix_mmap_threshold()  # on the first import, which app.py and every page do first
+
+
+_frozen = False
 
 
 def ensure_router() -> None:

@@ -279,9 +279,13 @@ def _hline(y: float, text: str, ax: _Axes, *, dash: str = "dash", colour=THRESHO
     return panel
 
 
+def _no_steps(traces: list[RunTrace]) -> bool:
+    return not any(t.steps for t in traces)
+
+
 def _empty_note(traces: list[RunTrace], ax: _Axes) -> _Panel:
     panel = _Panel()
-    if not any(t.steps for t in traces):
+    if _no_steps(traces):
         panel.notes.append(
             {
                 "text": "No steps yet: press Play or Step",
@@ -722,7 +726,7 @@ def lab_figure(traces: list[RunTrace], *, revision: str = "lab", height: int = 8
         xaxis5=_step_axis(domain=list(_RIGHT), anchor="y5", **step),
         yaxis5=_log_axis("‖Δw‖ / ‖w‖ (log)", domain=list(_RATIO), anchor="x5"),
     )
-    if not any(t.steps for t in traces):  # empty log axes: decades only, no 2s and 5s
+    if _no_steps(traces):  # empty log axes: decades only, no 2s and 5s
         for name in ("yaxis", "yaxis2", "yaxis4", "yaxis5"):
             layout[name]["dtick"] = 1
     _plain_style(layout)

@@ -59,14 +59,14 @@ def wait_for(condition, timeout: float) -> None:
         time.sleep(0.1)
 
 
+def finished(page: Page) -> bool:
+    done, total = steps(page)
+    return done == total
+
+
 def wait_until_finished(page: Page, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        done, total = steps(page)
-        if done == total:
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"the run did not finish in {timeout} s: {steps(page)}")
+    wait_for(lambda: finished(page), timeout)
+    assert finished(page), f"the run did not finish in {timeout} s: {steps(page)}"
 
 
 def test_unscaled_preset_explodes_when_played(page: Page, base_url: str):
