@@ -412,8 +412,8 @@ PRESETS: dict[str, Preset] = {
             "LSTM, long sequences, explodes",
             "An LSTM reads 100-step sequences of the adding problem with learning rate 1.0. "
             "Its gradient fades back through time instead of growing, yet steps this large "
-            "saturate its gates and the output layer runs away: the loss overflows within "
-            "about 25 steps.",
+            "saturate its gates and the output layer runs away: the numbers pass float32's "
+            "range within about 25 steps.",
             **_LSTM_LONG,
         ),
         _preset(
@@ -430,8 +430,8 @@ PRESETS: dict[str, Preset] = {
             "Vanilla RNN, explodes",
             "A tanh RNN whose recurrent weights have spectral radius 1.2 reads 100-step "
             "sequences. Its gradient grows back through time; within a few steps one update "
-            "is so large that it saturates the net, and the loss overflows within about 30 "
-            "steps.",
+            "is so large that it saturates the net, and within about 30 steps the gradient "
+            "is too large for float32 to hold its norm.",
             **_RNN_LONG,
         ),
         _preset(

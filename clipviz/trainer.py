@@ -58,9 +58,19 @@ class Explosion:
     quantity: str  # "loss", "gradient" or "weights"
     layer: str | None  # the first layer where it happened (None for the loss)
     grad_norm_before: float | None  # the gradient norm of the last finite step
+    # The largest |component| of the gradient at the step, when it is known to be
+    # finite: then only the float32 sum of squares inside the norm overflowed.
+    largest_component: float | None = None
 
     def describe(self) -> str:
         where = f" in layer '{self.layer}'" if self.layer else ""
+        if self.quantity == "gradient" and self.largest_component is not None:
+            return (
+                f"the gradient norm{where} overflowed float32: every component was finite "
+                f"(the largest {self.largest_component:.2g}), but the sum of their squares "
+                "passed float32's limit of about 3.4e38, so PyTorch's clip_grad_norm_ "
+                "would return inf too"
+            )
         what = {"loss": "the loss", "gradient": "the gradient", "weights": "the weights"}[
             self.quantity
         ]
@@ -358,7 +368,11 @@ class Trainer:
             if self.record == "full" and step >= 2:
                 value = float(self._grad_norm[step - 2, lane])
                 before = value if math.isfinite(value) else None
-            self.explosions[lane] = Explosion(step, quantity, layer, before)
+            largest = None
+            if quantity == "gradient" and self.record == "full":
+                value = float(self._stats[s, STEP_FIELDS.index("max_abs_grad"), lane])
+                largest = value if math.isfinite(value) else None
+            self.explosions[lane] = Explosion(step, quantity, layer, before, largest)
             if self.n_lanes == 1:
                 self.step_count = step  # a single run ends at its explosion
         self.alive &= ~lanes

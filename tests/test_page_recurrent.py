@@ -50,7 +50,8 @@ def test_default_page_shows_the_rnn_explode_and_the_lstm_train(at: AppTest) -> N
     comparison = recurrent.compare_networks(config, config.total_steps_estimate())
     assert texts(at.info) == ["\n\n".join(recurrent.describe(comparison))]
     assert texts(at.error) == [
-        f"Exploded at step {comparison.rnn.exploded_at}: the loss became NaN or infinite."
+        # What overflows first differs between CPUs: compare with this machine's run.
+        f"Exploded at step {comparison.rnn.exploded_at}: {comparison.rnn.explosion}."
     ]
     assert len(at.success) == 1 and "LSTM" not in at.success[0].value
     assert at.success[0].value.startswith(f"Trained {comparison.lstm.steps} steps")
