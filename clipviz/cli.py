@@ -112,10 +112,50 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _value_options(parser: argparse.ArgumentParser) -> set[str]:
+    """Every option string, in every subcommand, that takes a value."""
+    found = set()
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                found |= _value_options(sub)
+        elif action.option_strings and action.nargs != 0:
+            found.update(action.option_strings)
+    return found
+
+
+def _attach_values(argv: list[str], value_options: set[str]) -> list[str]:
+    """``--lr -inf`` -> ``--lr=-inf``: a value that starts with ``-`` is still a value.
+
+    argparse reads ``-inf`` or ``-6,8`` after an option as another option
+    and fails with "expected one argument"; written as ``--lr=-inf`` it is
+    the value, and goes on to the option's own check.
+    """
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        token = argv[i]
+        following = argv[i + 1] if i + 1 < len(argv) else None
+        if (
+            token in value_options
+            and following is not None
+            and following.startswith("-")
+            and following not in value_options
+            and not following.startswith("--")
+        ):
+            out.append(f"{token}={following}")
+            i += 2
+            continue
+        out.append(token)
+        i += 1
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        args = build_parser().parse_args(argv)
+        parser = build_parser()
+        args = parser.parse_args(_attach_values(argv, _value_options(parser)))
         output = COMMANDS[args.command](args)
     except UsageError as error:
         print(f"error: {error}", file=sys.stderr)

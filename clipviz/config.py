@@ -18,6 +18,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from clipviz import budget
+
 NETWORKS = ("mlp", "lstm", "rnn")
 OPTIMIZERS = ("sgd", "adam")
 TARGET_SCALINGS = ("none", "standardize", "normalize")
@@ -176,6 +178,9 @@ class TrainConfig:
                     "epochs", f"{steps:,} training steps is too many (at most {MAX_STEPS:,})"
                 )
             )
+        # The work and memory budget (clipviz.budget): products of fields that
+        # each field's own bounds cannot see.
+        found += [ConfigProblem(key, message) for key, message in budget.problems_of(self)]
         if self.is_recurrent and self.tbptt >= self.seq_len:
             found.append(
                 ConfigProblem("tbptt", f"must be below the sequence length {self.seq_len} (or 0)")
@@ -244,13 +249,14 @@ class TrainConfig:
             else:
                 problems.append(
                     ConfigProblem(
-                        "preset", f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}"
+                        "preset",
+                        f"unknown preset {echo(preset)}; choose one of {', '.join(PRESETS)}",
                     )
                 )
         changes = {}
         for key, raw in normalised.items():
             if key not in FIELDS:
-                problems.append(ConfigProblem(key, "is not a setting"))
+                problems.append(ConfigProblem(echo(key)[1:-1], "is not a setting"))
                 continue
             if isinstance(raw, list | tuple):  # repeated URL parameter: last wins
                 raw = raw[-1]
@@ -300,41 +306,85 @@ def format_value(value: Any) -> str:
     return str(value)
 
 
-def parse_value(f: dataclasses.Field, raw: Any) -> Any:
-    """Parse one value of field ``f``; raise ValueError with a one-line reason."""
-    kind = f.metadata["kind"]
+ECHO_CHARS = 40  # how much of a bad value a message repeats
+
+
+def echo(raw: Any) -> str:
+    """A bad value as a message repeats it: quoted, one line, at most ``ECHO_CHARS`` long."""
+    text = " ".join(str(raw).split())
+    if len(text) > ECHO_CHARS:
+        text = text[: ECHO_CHARS - 1] + "…"
+    return repr(text)
+
+
+def parse_value(f: dataclasses.Field | Mapping[str, Any], raw: Any) -> Any:
+    """Parse one value of field ``f`` (or of a field's metadata); raise ValueError in one line.
+
+    Every URL key of every page is parsed here (``clipviz.urlkeys`` declares
+    the keys that are not ``TrainConfig`` fields with the same metadata).
+    """
+    meta = f.metadata if isinstance(f, dataclasses.Field) else f
+    kind = meta["kind"]
     text = str(raw).strip()
     if kind is str:
         value: Any = text.lower()
+    elif kind is bool:
+        value = _parse_bool(text)
     elif kind is int:
         if isinstance(raw, bool):
-            raise ValueError(f"expected a whole number, got {raw!r}")
+            raise ValueError(f"expected a whole number, got {echo(raw)}")
         try:
             number = float(text)
         except ValueError:
-            raise ValueError(f"expected a whole number, got {text!r}") from None
+            raise ValueError(f"expected a whole number, got {echo(text)}") from None
         if not math.isfinite(number) or number != int(number):
-            raise ValueError(f"expected a whole number, got {text!r}")
+            raise ValueError(f"expected a whole number, got {echo(text)}")
         value = int(number)
     else:
         try:
             value = float(text)
         except ValueError:
-            raise ValueError(f"expected a number, got {text!r}") from None
-    message = _check_value(f, value)
+            raise ValueError(f"expected a number, got {echo(text)}") from None
+        if not math.isfinite(value):
+            raise ValueError(f"must be a finite number, got {echo(text)}")
+        if value != 0 and abs(value) < FLOAT32_TINY:
+            raise ValueError(
+                f"{echo(text)} is too small: training computes in float32, whose smallest "
+                f"normal number is {FLOAT32_TINY:.3g}, so it would act as 0"
+            )
+    message = _check_meta(meta, value)
     if message:
         raise ValueError(message)
     return value
 
 
+FLOAT32_TINY = 1.1754943508222875e-38  # numpy.finfo(numpy.float32).tiny
+
+
+def _parse_bool(text: str) -> bool:
+    lowered = text.lower()
+    if lowered in ("true", "1", "yes", "on"):
+        return True
+    if lowered in ("false", "0", "no", "off"):
+        return False
+    raise ValueError(f"expected true or false, got {echo(text)}")
+
+
 def _check_value(f: dataclasses.Field, value: Any) -> str | None:
-    meta = f.metadata
-    if meta["choices"] is not None:
+    return _check_meta(f.metadata, value)
+
+
+def _check_meta(meta: Mapping[str, Any], value: Any) -> str | None:
+    if meta.get("choices") is not None:
         if value not in meta["choices"]:
-            return f"unknown value {value!r}; choose one of {', '.join(meta['choices'])}"
+            return f"unknown value {echo(value)}; choose one of {', '.join(meta['choices'])}"
+        return None
+    if isinstance(value, bool):
         return None
     if isinstance(value, float) and not math.isfinite(value):
         return f"must be a finite number, got {value!r}"
+    if isinstance(value, float) and value != 0 and abs(value) < FLOAT32_TINY:
+        return f"{value!r} is too small for float32 (it would act as 0)"
     if "gt" in meta and not value > meta["gt"]:
         return f"must be greater than {meta['gt']:g}, got {format_value(value)}"
     if "ge" in meta and not value >= meta["ge"]:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import html
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ import plotly
 import plotly.graph_objects as go
 import plotly.io as pio
 
+from clipviz import urlkeys
 from clipviz.config import (
     CLIP_MODES,
     DEFAULT,
@@ -41,6 +43,7 @@ from clipviz.config import (
     PRESETS,
     ConfigProblem,
     TrainConfig,
+    echo,
     format_value,
     parse_value,
 )
@@ -48,6 +51,7 @@ from clipviz.diagnose import Finding, Fix, signs_of, suggest_fixes
 from clipviz.figures.style import run_colour
 from clipviz.figures.training import FAINT, RunTrace
 from clipviz.trainer import Explosion, Trainer, TwinRun
+from clipviz.urlkeys import plain_markdown
 
 CUSTOM = "custom"  # the preset picker's entry for "my own settings"
 PRESET_OPTIONS = (CUSTOM, *PRESETS)
@@ -115,7 +119,7 @@ def parse_query(params: Mapping[str, object]) -> QueryState:
         if text in ("true", "1", "yes", "on"):
             twin = True
         elif text not in ("false", "0", "no", "off", ""):
-            problems.append(ConfigProblem(TWIN_KEY, f"expected true or false, got {text!r}"))
+            problems.append(ConfigProblem(TWIN_KEY, f"expected true or false, got {echo(text)}"))
     twin_mode = None
     if TWIN_MODE_KEY in raw:
         text = str(raw.pop(TWIN_MODE_KEY)).strip().lower()
@@ -124,7 +128,8 @@ def parse_query(params: Mapping[str, object]) -> QueryState:
         else:
             problems.append(
                 ConfigProblem(
-                    TWIN_MODE_KEY, f"unknown value {text!r}; choose one of {', '.join(CLIP_MODES)}"
+                    TWIN_MODE_KEY,
+                    f"unknown value {echo(text)}; choose one of {', '.join(CLIP_MODES)}",
                 )
             )
 
@@ -161,11 +166,12 @@ def parse_query(params: Mapping[str, object]) -> QueryState:
 
 
 def problem_text(problem: ConfigProblem) -> str:
-    """One line for the page: which link parameter was ignored, and why."""
-    return (
-        f"Ignored `{problem.key}` from the link: {problem.message}. "
-        f"Using {_fallback(problem.key)} instead."
-    )
+    """One line for the page: which link parameter was ignored, and why.
+
+    Escaped Markdown (``urlkeys.plain_markdown``): the key and the value come
+    from the link, so they must show as typed, never as a link or LaTeX.
+    """
+    return plain_markdown(urlkeys.problem_line(problem, _fallback(problem.key)))
 
 
 def _fallback(key: str) -> str:
@@ -346,7 +352,7 @@ def diagnose(trainer: Trainer) -> Diagnosis | None:
 def colour_key(run: LabRun) -> str:
     """An HTML line naming the colour of each run (blue clipped, vermillion unclipped)."""
     parts = [
-        f'<span style="color:{colour};opacity:{opacity}">&#9632;</span> {name}'
+        f'<span style="color:{colour};opacity:{opacity}">&#9632;</span> {html.escape(name)}'
         for colour, name, opacity in run.colour_key()
     ]
     return "<small>" + " &nbsp;·&nbsp; ".join(parts) + "</small>"

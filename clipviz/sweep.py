@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from clipviz import budget
 from clipviz.config import DEFAULT, PRESETS, TrainConfig
 
 MAP_CLIP_MODES = ("none", "norm", "value")
@@ -153,6 +154,9 @@ class SweepSpec:
         problems = self.base.problems()
         if problems:
             raise SweepError(problems[0].key, problems[0].message)
+        too_big = budget.sweep_problem(self.base, self.networks)
+        if too_big:
+            raise SweepError(*too_big)
         return self
 
 
@@ -391,7 +395,8 @@ def run_sweep(
             lane_lr = np.tile(lrs, rows)  # lane = row * len(lrs) + col
             lane_threshold = np.repeat(thresholds, len(lrs)) if mode != "none" else None
             outcomes = []
-            for part in _chunks(len(lane_lr), MAX_LANES_PER_TRAINER):
+            per_trainer = budget.lanes_per_trainer(base, MAX_LANES_PER_TRAINER)
+            for part in _chunks(len(lane_lr), per_trainer):
                 n = part.stop - part.start
 
                 def report(fraction: float, n=n, before=done_work) -> None:

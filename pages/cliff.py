@@ -8,12 +8,15 @@ from __future__ import annotations
 import streamlit as st
 
 from app_boot import ensure_router
-from clipviz import cliff
+from clipviz import cliff, urlkeys
 from clipviz.figures import cliff as figures
+from url_guard import guard_query
 
 ensure_router()
+guard_query("cliff", urlkeys.CLIFF)
 
-LR_OPTIONS = [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0]
+LR_OPTIONS = list(urlkeys.CLIFF_LR_OPTIONS)
+KEYS = urlkeys.CLIFF  # every URL key's bounds, declared once
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
@@ -85,8 +88,8 @@ start_b = row1[1].slider(
 )
 T = row1[2].slider(
     "time steps T",
-    5,
-    100,
+    KEYS["cliff_T"].low,
+    KEYS["cliff_T"].high,
     value=cliff.DEFAULT_T,
     key="cliff_T",
     bind="query-params",
@@ -102,8 +105,8 @@ lr = row2[0].select_slider(
 )
 threshold = row2[1].number_input(
     "clipping threshold c",
-    min_value=0.0,
-    max_value=1000.0,
+    min_value=KEYS["cliff_threshold"].low,
+    max_value=KEYS["cliff_threshold"].high,
     value=cliff.DEFAULT_THRESHOLD,
     step=0.1,
     format="%.3g",
@@ -113,8 +116,8 @@ threshold = row2[1].number_input(
 )
 steps = row2[2].slider(
     "descent steps",
-    1,
-    300,
+    KEYS["cliff_steps"].low,
+    KEYS["cliff_steps"].high,
     value=cliff.DEFAULT_STEPS,
     key="cliff_steps",
     bind="query-params",

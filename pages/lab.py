@@ -29,9 +29,11 @@ from clipviz.config import (
     TARGET_SCALINGS,
     TASKS,
     TrainConfig,
+    format_value,
 )
 from clipviz.figures.training import lab_figure
 from clipviz.player import SPEEDS, Player
+from clipviz.urlkeys import plain_markdown
 
 ensure_router()
 
@@ -97,21 +99,46 @@ def on_setting() -> None:
     state.pop(PROBLEMS, None)
 
 
+def wanted_configs() -> tuple[TrainConfig, TrainConfig | None]:
+    """The run the settings ask for now: (config, twin config or None)."""
+    config = TrainConfig.from_params(current_values())[0]
+    if not state.get(lab.TWIN_KEY, False):
+        return config, None
+    mode = state.get(lab.TWIN_MODE_KEY)
+    if mode not in CLIP_MODES or mode == config.clip_mode:
+        mode = lab.default_twin_mode(config)
+    return config, lab.twin_config(config, mode)
+
+
+def current_run() -> lab.LabRun:
+    """The run to play, built now if a Reset (or nothing yet) left none.
+
+    Callbacks run before the script, so a click right after Reset, or two
+    clicks inside one script run, find no run: they build the one the
+    settings ask for, exactly as the script would, instead of failing.
+    """
+    run = state.get(RUN)
+    if run is None or run.closed:
+        run = build_run(*wanted_configs())
+        replace_run(run)
+    return run
+
+
 def on_play() -> None:
-    run = state[RUN]
-    if run is not None and run.done:  # Play after the end starts a new run
+    run = current_run()
+    if run.done:  # Play after the end starts a new run
         state[PLAYER].reset()
-        replace_run(build_run(run.config, run.twin_config))
-    state[PLAYER].play(state[RUN])
+        run = build_run(run.config, run.twin_config)
+        replace_run(run)
+    state[PLAYER].play(run)
 
 
 def on_step() -> None:
-    if state[RUN] is not None:
-        state[PLAYER].step(state[RUN], 1)
+    state[PLAYER].step(current_run(), 1)
 
 
 def on_fix(fix) -> None:
-    load_config(fix.apply(state[RUN].config))
+    load_config(fix.apply(current_run().config))
     reset_run()
     st.rerun()  # from the fragment's button: redraw the sidebar too
 
@@ -312,9 +339,9 @@ st.caption(
     "the gradients explode, then switch on clipping and watch it hold."
 )
 for text in state.get(PROBLEMS) or []:
-    st.warning(text, icon=":material/warning:")
+    st.warning(text, icon=":material/warning:")  # lab.problem_text: escaped already
 for problem in problems:
-    st.warning(f"`{problem.key}`: {problem.message}. Using {getattr(config, problem.key)}.")
+    st.warning(plain_markdown(f"{problem}. Using {format_value(getattr(config, problem.key))}."))
 
 # The twin is part of what is trained, so it is read before the run is built;
 # its widgets are drawn with the other controls below.
@@ -375,7 +402,7 @@ live_chart = st.components.v2.component(
 
 def live_area() -> None:
     """Status, explosion and charts: redrawn every tick while playing."""
-    run: lab.LabRun = state[RUN]
+    run = current_run()  # a tick may land between a Reset and the next script run
     player: Player = state[PLAYER]
     if player.playing and player.tick(run).finished:
         st.rerun()  # the run ended: stop the timer and refresh the buttons

@@ -10,11 +10,13 @@ import hashlib
 import streamlit as st
 
 from app_boot import ensure_router
-from clipviz import recurrent
+from clipviz import recurrent, urlkeys
 from clipviz.config import DEFAULT, PRESETS, ConfigProblem, TrainConfig
 from clipviz.figures import recurrent as figures
+from url_guard import guard_query
 
 ensure_router()
+guard_query("recurrent", urlkeys.RECURRENT)
 
 PRESET_NAMES = ("rnn_explodes", "rnn_clipped", "lstm_long_explodes", "lstm_long_clipped")
 # Everything the widgets do not set: the adding problem, as in the presets.
@@ -22,13 +24,10 @@ BASE = DEFAULT.replace(
     network="rnn", task="adding", n_train=512, batch_size=32, target_scaling="none"
 )
 # Labels are short: a bound radio writes its label into the URL.
-CLIP_MODES = {
-    "none": "no clipping",
-    "norm": "global norm",
-    "layerwise_value": "per-layer ranges",
-}
-LR_OPTIONS = [0.001, 0.003, 0.01, 0.03, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5, 2.0]
-HIDDEN_OPTIONS = [4, 8, 16, 32, 64]
+CLIP_MODES = urlkeys.RECURRENT_CLIP_LABELS
+LR_OPTIONS = list(urlkeys.RECURRENT_LR_OPTIONS)
+HIDDEN_OPTIONS = list(urlkeys.RECURRENT_HIDDEN_OPTIONS)
+KEYS = urlkeys.RECURRENT  # every URL key's bounds, declared once
 PROBE_RADII = (0.8, 1.0, 1.2, 1.5)
 # The page opens on the rnn_explodes preset: the RNN explodes, the LSTM does not.
 DEFAULTS = {
@@ -94,7 +93,7 @@ def apply_preset(name: str) -> None:
 
 
 def problem_text(problem: ConfigProblem) -> str:
-    return f"**{LABELS.get(problem.key, problem.key)}** {problem.message}."
+    return f"**{LABELS.get(problem.key, problem.key)}** {urlkeys.plain_markdown(problem.message)}."
 
 
 for key, value in DEFAULTS.items():
@@ -156,8 +155,8 @@ left, middle, right = st.columns(3, gap="large")
 with left:
     seq_len = st.slider(
         "Sequence length T",
-        10,
-        300,
+        KEYS["rec_seq_len"].low,
+        KEYS["rec_seq_len"].high,
         step=5,
         key="rec_seq_len",
         bind="query-params",
@@ -165,8 +164,8 @@ with left:
     )
     radius = st.slider(
         "RNN spectral radius ρ",
-        0.5,
-        2.5,
+        KEYS["rec_radius"].low,
+        KEYS["rec_radius"].high,
         step=0.05,
         key="rec_radius",
         bind="query-params",
@@ -178,8 +177,8 @@ with left:
     )
     tbptt = st.number_input(
         "Truncation k (0 = full backpropagation)",
-        min_value=0,
-        max_value=499,
+        min_value=KEYS["rec_tbptt"].low,
+        max_value=KEYS["rec_tbptt"].high,
         step=5,
         key="rec_tbptt",
         bind="query-params",
@@ -189,19 +188,29 @@ with left:
 with middle:
     lr = st.select_slider("Learning rate", options=LR_OPTIONS, key="rec_lr", bind="query-params")
     momentum = st.slider(
-        "SGD momentum", 0.0, 0.95, step=0.05, key="rec_momentum", bind="query-params"
+        "SGD momentum",
+        KEYS["rec_momentum"].low,
+        KEYS["rec_momentum"].high,
+        step=0.05,
+        key="rec_momentum",
+        bind="query-params",
     )
     steps = st.slider(
         "Training steps",
-        10,
-        recurrent.MAX_PAGE_STEPS,
+        KEYS["rec_steps"].low,
+        KEYS["rec_steps"].high,
         step=2,
         key="rec_steps",
         bind="query-params",
         help="Batches of 32 sequences; a run stops early if it explodes.",
     )
     seed = st.number_input(
-        "Seed", min_value=0, max_value=9999, step=1, key="rec_seed", bind="query-params"
+        "Seed",
+        min_value=KEYS["rec_seed"].low,
+        max_value=KEYS["rec_seed"].high,
+        step=1,
+        key="rec_seed",
+        bind="query-params",
     )
 with right:
     clip_mode = st.radio(
@@ -216,8 +225,8 @@ with right:
     )
     clip_norm = st.number_input(
         "Norm threshold c",
-        min_value=0.0,
-        max_value=1e6,
+        min_value=KEYS["rec_clip_norm"].low,
+        max_value=KEYS["rec_clip_norm"].high,
         step=0.5,
         format="%g",
         key="rec_clip_norm",
@@ -229,8 +238,8 @@ with right:
     range_columns = st.columns(2)
     clip_value = range_columns[0].number_input(
         "Range of the recurrent layers",
-        min_value=0.0,
-        max_value=1e6,
+        min_value=KEYS["rec_clip_value"].low,
+        max_value=KEYS["rec_clip_value"].high,
         step=1.0,
         format="%g",
         key="rec_clip_value",
@@ -241,8 +250,8 @@ with right:
     )
     clip_value_output = range_columns[1].number_input(
         "Range of the output layer",
-        min_value=0.0,
-        max_value=1e6,
+        min_value=KEYS["rec_clip_value_output"].low,
+        max_value=KEYS["rec_clip_value_output"].high,
         step=10.0,
         format="%g",
         key="rec_clip_value_output",

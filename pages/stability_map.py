@@ -17,12 +17,15 @@ from collections import OrderedDict
 import streamlit as st
 
 from app_boot import ensure_router
-from clipviz import sweep
+from clipviz import sweep, urlkeys
 from clipviz.config import FIELDS, TrainConfig
 from clipviz.data import dataset_for
 from clipviz.figures import stability as figures
+from url_guard import guard_query
 
 ensure_router()
+# The page's only URL keys are the Lab's (``learner_config``); anything else is reported.
+guard_query("stability_map", urlkeys.NO_KEYS, also_allowed=frozenset({*FIELDS, "preset"}))
 
 GRIDS = [8, 12, 16, 24, 32]
 EPOCHS = [5, 10, 20, 30, 50, 100]
@@ -250,7 +253,7 @@ if lab is not None:
         note = f" It differs from the maps in: {'; '.join(changed)}." if changed else ""
         st.caption(f"★ marks your Lab run: {lab.label()}.{note}")
 for problem in lab_problems:
-    st.caption(f"Ignored in this page's link: {problem}")
+    st.caption(urlkeys.plain_markdown(f"Ignored in this page's link: {problem}"))
 
 st.markdown("**Inspect a cell** (or click one on the map)")
 pick_mode, pick_lr, pick_threshold = st.columns([1, 2, 2])

@@ -13,6 +13,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from clipviz.config import DEFAULT, PRESETS
+from clipviz.urlkeys import plain_markdown
 
 PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "lab.py")
 
@@ -137,7 +138,7 @@ def test_play_at_the_default_speed_advances_by_one_tick_per_run():
 def test_an_invalid_query_parameter_shows_a_message_and_falls_back_to_the_default(params, key):
     app = open_lab(**params)
     warnings = [w.value for w in app.warning]
-    assert len(warnings) == 1 and f"`{key}`" in warnings[0], warnings
+    assert len(warnings) == 1 and f"Ignored {plain_markdown(key)} from" in warnings[0], warnings
     assert app.session_state[key] == getattr(DEFAULT, key)
     assert app.session_state["_lab_run"].config == DEFAULT
     assert key not in app.query_params  # dropped from the URL
@@ -147,7 +148,7 @@ def test_several_invalid_parameters_each_get_a_message_and_good_ones_are_kept():
     app = open_lab(lr="-1", clip_mode="bogus", batch_size="0", seed="7", momentum="2")
     warnings = " ".join(w.value for w in app.warning)
     for key in ("lr", "clip_mode", "batch_size", "momentum"):
-        assert f"`{key}`" in warnings
+        assert f"Ignored {plain_markdown(key)} from" in warnings
     assert app.session_state["seed"] == 7
     assert app.query_params.get("seed") == "7"
 
