@@ -28,6 +28,20 @@ CLIP_MODES = urlkeys.RECURRENT_CLIP_LABELS
 LR_OPTIONS = list(urlkeys.RECURRENT_LR_OPTIONS)
 HIDDEN_OPTIONS = list(urlkeys.RECURRENT_HIDDEN_OPTIONS)
 KEYS = urlkeys.RECURRENT  # every URL key's bounds, declared once
+
+
+def bounded(widget, label: str, key: str, **kwargs):
+    """A widget bound to the URL key ``key``, with that key's declared bounds."""
+    return widget(
+        label,
+        min_value=KEYS[key].low,
+        max_value=KEYS[key].high,
+        key=key,
+        bind="query-params",
+        **kwargs,
+    )
+
+
 PROBE_RADII = (0.8, 1.0, 1.2, 1.5)
 # The page opens on the rnn_explodes preset: the RNN explodes, the LSTM does not.
 DEFAULTS = {
@@ -153,64 +167,52 @@ for column, name in zip(preset_columns, PRESET_NAMES, strict=True):
 
 left, middle, right = st.columns(3, gap="large")
 with left:
-    seq_len = st.slider(
+    seq_len = bounded(
+        st.slider,
         "Sequence length T",
-        KEYS["rec_seq_len"].low,
-        KEYS["rec_seq_len"].high,
+        "rec_seq_len",
         step=5,
-        key="rec_seq_len",
-        bind="query-params",
         help="Time steps per sequence: the number of Jacobians in the product.",
     )
-    radius = st.slider(
+    radius = bounded(
+        st.slider,
         "RNN spectral radius ρ",
-        KEYS["rec_radius"].low,
-        KEYS["rec_radius"].high,
+        "rec_radius",
         step=0.05,
-        key="rec_radius",
-        bind="query-params",
         help="The RNN's recurrent weights start as a random orthogonal matrix times ρ, "
         "so all their eigenvalues have size ρ. The LSTM keeps its usual orthogonal start.",
     )
     hidden = st.select_slider(
         "Hidden units", options=HIDDEN_OPTIONS, key="rec_hidden", bind="query-params"
     )
-    tbptt = st.number_input(
+    tbptt = bounded(
+        st.number_input,
         "Truncation k (0 = full backpropagation)",
-        min_value=KEYS["rec_tbptt"].low,
-        max_value=KEYS["rec_tbptt"].high,
+        "rec_tbptt",
         step=5,
-        key="rec_tbptt",
-        bind="query-params",
         help="Let the gradient flow back through the last k time steps only. "
         "Must be below the sequence length.",
     )
 with middle:
     lr = st.select_slider("Learning rate", options=LR_OPTIONS, key="rec_lr", bind="query-params")
-    momentum = st.slider(
+    momentum = bounded(
+        st.slider,
         "SGD momentum",
-        KEYS["rec_momentum"].low,
-        KEYS["rec_momentum"].high,
+        "rec_momentum",
         step=0.05,
-        key="rec_momentum",
-        bind="query-params",
     )
-    steps = st.slider(
+    steps = bounded(
+        st.slider,
         "Training steps",
-        KEYS["rec_steps"].low,
-        KEYS["rec_steps"].high,
+        "rec_steps",
         step=2,
-        key="rec_steps",
-        bind="query-params",
         help="Batches of 32 sequences; a run stops early if it explodes.",
     )
-    seed = st.number_input(
+    seed = bounded(
+        st.number_input,
         "Seed",
-        min_value=KEYS["rec_seed"].low,
-        max_value=KEYS["rec_seed"].high,
+        "rec_seed",
         step=1,
-        key="rec_seed",
-        bind="query-params",
     )
 with right:
     clip_mode = st.radio(
@@ -223,39 +225,33 @@ with right:
         "proposed. Per-layer ranges: value clipping with a wider range for the output "
         "layer, as Graves (2013) did. More about both below the charts.",
     )
-    clip_norm = st.number_input(
+    clip_norm = bounded(
+        st.number_input,
         "Norm threshold c",
-        min_value=KEYS["rec_clip_norm"].low,
-        max_value=KEYS["rec_clip_norm"].high,
+        "rec_clip_norm",
         step=0.5,
         format="%g",
-        key="rec_clip_norm",
-        bind="query-params",
         disabled=clip_mode != "norm",
         help="Global norm clipping: if the whole gradient is longer than c, scale it to "
         "length c. Must be above 0.",
     )
     range_columns = st.columns(2)
-    clip_value = range_columns[0].number_input(
+    clip_value = bounded(
+        range_columns[0].number_input,
         "Range of the recurrent layers",
-        min_value=KEYS["rec_clip_value"].low,
-        max_value=KEYS["rec_clip_value"].high,
+        "rec_clip_value",
         step=1.0,
         format="%g",
-        key="rec_clip_value",
-        bind="query-params",
         disabled=clip_mode != "layerwise_value",
         help="Per-layer clipping: every gradient component of the input and recurrent "
         "weights is clamped into [−c, c]. Graves (2013) used 10.",
     )
-    clip_value_output = range_columns[1].number_input(
+    clip_value_output = bounded(
+        range_columns[1].number_input,
         "Range of the output layer",
-        min_value=KEYS["rec_clip_value_output"].low,
-        max_value=KEYS["rec_clip_value_output"].high,
+        "rec_clip_value_output",
         step=10.0,
         format="%g",
-        key="rec_clip_value_output",
-        bind="query-params",
         disabled=clip_mode != "layerwise_value",
         help="Every gradient component of the output layer is clamped into [−c, c]. "
         "Graves (2013) used 100.",
