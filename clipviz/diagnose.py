@@ -30,22 +30,25 @@ SIGNS: tuple[Sign, ...] = (
     Sign(
         "no_progress",
         "The loss does not improve",
-        "Updates are so large that each one undoes the last, so training makes no headway.",
+        "Training makes no headway: the steps are thrown too far to settle, or they have "
+        "left the network unable to learn (for example, every ReLU unit dead).",
     ),
     Sign(
         "loss_swings",
         "The loss jumps wildly between updates",
-        "A single oversized step lands the weights somewhere much worse, and the loss leaps.",
+        "A single oversized step lands the weights somewhere much worse, and the loss leaps "
+        "above where training started.",
     ),
     Sign(
         "loss_nan",
         "The loss becomes NaN",
-        "The numbers overflowed float32; from here on every prediction is NaN.",
+        "The numbers overflowed float32 (to inf, then NaN); from there on every prediction is NaN.",
     ),
     Sign(
         "weights_grow",
         "The weights grow very large, fast",
-        "Huge gradients times the learning rate push the weights far from where they started.",
+        "Huge gradients times the learning rate throw the weights: their norm multiplies "
+        "tenfold within a few updates.",
     ),
     Sign(
         "weights_nan",
@@ -53,10 +56,16 @@ SIGNS: tuple[Sign, ...] = (
         "An update overflowed; a NaN weight poisons every output that depends on it.",
     ),
     Sign(
+        "dead_units",
+        "Every ReLU unit of a layer is dead",
+        "An oversized step pushed each unit below zero on every input. A dead unit passes "
+        "no gradient back, so nothing revives it, and the network outputs one constant.",
+    ),
+    Sign(
         "grads_above_one",
-        "Gradients stay above 1.0 in every layer",
-        "Backpropagation multiplies factors layer by layer (or step by step in time); "
-        "when they are persistently large, the product grows exponentially.",
+        "Gradients above 1.0 for each node and layer",
+        "Nearly every component of the gradient that reaches the weights is larger than 1, "
+        "step after step: backpropagation's product of factors is growing.",
     ),
 )
 SIGN_BY_KEY = {s.key: s for s in SIGNS}
@@ -82,9 +91,13 @@ FIX_NOTES: tuple[tuple[str, str], ...] = (
     ("Clip the gradient", "Rescale it when its norm passes a threshold, or clamp each value."),
 )
 
-GROWTH_FACTOR = 10.0  # "very large": ten times the initial weight norm
-SWING_FACTOR = 10.0  # "wildly": the loss rises tenfold in one update
-ABOVE_ONE_WINDOW = 20  # "consistently": 20 steps in a row
+GROWTH_FACTOR = 10.0  # "very large, fast": the weight norm multiplies tenfold ...
+GROWTH_WINDOW = 10  # ... within this many updates
+SWING_FACTOR = 10.0  # "wildly": the loss rises tenfold in one update, above its start
+NO_PROGRESS_EPOCHS = 8  # "does not improve": judged after this many epochs, each epoch
+ABOVE_ONE_SHARE = 0.9  # "each node": this share of the applied gradient's components > 1
+ABOVE_ONE_WINDOW = 40  # "consistently": this many steps in a row ...
+ABOVE_ONE_BEFORE_EXPLOSION = 5  # ... or this many, up to the step the run exploded
 
 
 @dataclass(frozen=True)
@@ -119,6 +132,7 @@ def find_signs(
     initial_weight_norm: float,
     batches_per_epoch: int,
     explosion: Explosion | None = None,
+    dead_units: tuple[int, str] | None = None,
 ) -> list[Finding]:
     """The signs present in per-step ``records`` (``Trainer.records``), in step order."""
     found: list[Finding] = []
@@ -142,15 +156,22 @@ def find_signs(
             found.append(
                 Finding("weights_nan", int(steps[i]), f"the weight norm is {weight_norm[i]}")
             )
-        big = np.isfinite(weight_norm) & (weight_norm > GROWTH_FACTOR * initial_weight_norm)
+        norms = np.concatenate([[initial_weight_norm], weight_norm])
+        with np.errstate(all="ignore"):
+            earlier = np.array(
+                [norms[max(0, i - GROWTH_WINDOW) : i].min() for i in range(1, norms.size)]
+            )
+            growth = weight_norm / earlier
+        big = np.isfinite(weight_norm) & (growth >= GROWTH_FACTOR)
         if big.any():
             i = int(np.argmax(big))
             found.append(
                 Finding(
                     "weights_grow",
                     int(steps[i]),
-                    f"the weight norm reached {weight_norm[i]:.3g}, "
-                    f"{weight_norm[i] / initial_weight_norm:.0f}x its initial {initial_weight_norm:.3g}",
+                    f"the weight norm reached {weight_norm[i]:.3g}, {growth[i]:.0f}x its "
+                    f"value at most {GROWTH_WINDOW} updates earlier "
+                    f"(it started at {initial_weight_norm:.3g})",
                 )
             )
     elif explosion is not None and explosion.quantity == "weights":
@@ -159,7 +180,8 @@ def find_signs(
     if loss.size >= 2:
         with np.errstate(divide="ignore", invalid="ignore"):
             ratio = loss[1:] / loss[:-1]
-        jumps = np.isfinite(ratio) & (ratio > SWING_FACTOR)
+        start = np.nanmedian(loss[: max(1, batches_per_epoch)]) if finite[0] else np.inf
+        jumps = np.isfinite(ratio) & (ratio > SWING_FACTOR) & (loss[1:] > start)
         if jumps.any():
             i = int(np.argmax(jumps)) + 1
             found.append(
@@ -172,40 +194,72 @@ def find_signs(
             )
 
     epoch = max(1, batches_per_epoch)
-    if loss.size >= 2 * epoch:
+    if loss.size >= NO_PROGRESS_EPOCHS * epoch:
         first = np.nanmedian(loss[:epoch]) if np.isfinite(loss[:epoch]).any() else np.nan
-        n_epochs = loss.size // epoch
-        for e in range(1, n_epochs):
+        for e in range(NO_PROGRESS_EPOCHS - 1, loss.size // epoch):
             window = loss[e * epoch : (e + 1) * epoch]
             current = np.nanmedian(window) if np.isfinite(window).any() else np.inf
-            if e >= 1 and not current < 0.9 * first:
+            if not current < 0.9 * first:
                 found.append(
                     Finding(
                         "no_progress",
                         int(steps[(e + 1) * epoch - 1]),
-                        f"the median loss of epoch {e + 1} ({current:.3g}) is no better than "
-                        f"that of epoch 1 ({first:.3g})",
+                        f"after {e + 1} epochs the median batch loss ({current:.3g}) is no "
+                        f"better than in the first epoch ({first:.3g})",
                     )
                 )
                 break
 
-    layer_norms = records.get("layer_grad_norm")
-    if layer_norms is not None and layer_norms.shape[0] >= ABOVE_ONE_WINDOW:
-        above = np.all(np.nan_to_num(layer_norms, nan=np.inf) > 1.0, axis=1)
-        run = np.convolve(above.astype(int), np.ones(ABOVE_ONE_WINDOW, dtype=int), mode="valid")
-        hits = np.nonzero(run == ABOVE_ONE_WINDOW)[0]
+    share = records.get("above_one_fraction")
+    if share is not None and share.size:
+        above = np.nan_to_num(share, nan=1.0) >= ABOVE_ONE_SHARE
+        streak = np.zeros(above.size, dtype=int)
+        for i, hit in enumerate(above):
+            streak[i] = (streak[i - 1] + 1 if i else 1) if hit else 0
+        hits = np.nonzero(streak >= ABOVE_ONE_WINDOW)[0]
+        end = None
         if hits.size:
-            i = int(hits[0])
-            smallest = float(np.nanmin(layer_norms[i : i + ABOVE_ONE_WINDOW]))
+            end = int(hits[0])
+        elif explosion is not None and streak[-1] >= ABOVE_ONE_BEFORE_EXPLOSION:
+            end = above.size - 1
+        if end is not None:
+            first = end - streak[end] + 1
             found.append(
                 Finding(
                     "grads_above_one",
-                    int(steps[i]),
-                    f"from step {steps[i]}, every layer's gradient norm stayed above 1 for "
-                    f"{ABOVE_ONE_WINDOW} steps (smallest {smallest:.3g})",
+                    int(steps[first]),
+                    f"from step {steps[first]}, at least {ABOVE_ONE_SHARE:.0%} of the "
+                    f"gradient's components reaching the weights were above 1 for "
+                    f"{streak[end]} steps in a row"
+                    + (" until the run exploded" if not hits.size else ""),
                 )
             )
+
+    if dead_units:
+        step, layer = dead_units
+        found.append(
+            Finding(
+                "dead_units",
+                step,
+                f"by step {step}, every ReLU unit of layer '{layer}' outputs 0 on every "
+                "training row, so the network predicts one constant",
+            )
+        )
     return sorted(found, key=lambda f: f.step)
+
+
+def dead_layer(trainer: Trainer, lane: int = 0) -> tuple[int, str] | None:
+    """(step, layer) when every ReLU unit of a layer is dead now, else None.
+
+    The step is the epoch's end by which it was first seen, or the current
+    step when it happened within this epoch.
+    """
+    if trainer.explosions[lane] is not None:
+        return None
+    dead = [layer for layer, n, units in trainer.dead_units(lane) if n == units]
+    if not dead:
+        return None
+    return (trainer.dead_since[lane] or trainer.step_count, dead[0])
 
 
 def signs_of(trainer: Trainer, lane: int = 0) -> list[Finding]:
@@ -215,6 +269,7 @@ def signs_of(trainer: Trainer, lane: int = 0) -> list[Finding]:
         initial_weight_norm=float(torch.linalg.vector_norm(trainer.initial_params)),
         batches_per_epoch=trainer.batches_per_epoch,
         explosion=trainer.explosions[lane],
+        dead_units=dead_layer(trainer, lane),
     )
 
 

@@ -67,6 +67,10 @@ class Layout:
         self.tensor_layer = torch.tensor([self.layer_names.index(s.layer) for s in specs])
         self.layer_ids = self.tensor_layer[self.tensor_ids]
         self.tensor_sizes = torch.tensor([s.size for s in specs], dtype=torch.float32)
+        # Parameters per layer (weights and biases), in ``layer_names`` order.
+        self.layer_sizes: tuple[int, ...] = tuple(
+            sum(s.size for s in specs if s.layer == name) for name in self.layer_names
+        )
 
     def views(self, flat: torch.Tensor) -> list[torch.Tensor]:
         """Views of ``flat`` (P, N) as tensors of shape (*shape, N).

@@ -47,6 +47,7 @@ STEP_FIELDS = (
     "weight_norm",
     "update_ratio",
     "max_abs_grad",
+    "above_one_fraction",  # share of the applied (clipped) gradient's components with |g| > 1
 )
 
 
@@ -158,6 +159,7 @@ class Trainer:
         if record == "full":
             self._stats = torch.full((S, len(STEP_FIELDS), N), math.nan)
             self._layer_norms = torch.full((S, L, N), math.nan)
+            self._layer_norms_after = torch.full((S, L, N), math.nan)
             chunk = max(1, min(self.batches_per_epoch, self.CHUNK_BYTES // (4 * 4 * P * N)))
             self._raw = torch.zeros(4, chunk, P, N)  # grad before, grad after, update, weights
         self._chunk_start = 0  # first step whose raw tensors are not yet summarised
@@ -172,6 +174,7 @@ class Trainer:
         self.epochs_done = 0
         self.alive = torch.ones(N, dtype=torch.bool)
         self.explosions: list[Explosion | None] = [None] * N
+        self.dead_since: list[int | None] = [None] * N  # see _note_dead_units
         self.initial_train_loss = self.evaluate(self.data.x_train, self.data.y_train)
         self.initial_test_loss = self.evaluate(self.data.x_test, self.data.y_test)
 
@@ -317,6 +320,10 @@ class Trainer:
         sq.index_add_(1, layout.tensor_ids, before.square())
         layer_sq = torch.zeros(k, len(layout.layer_names), self.n_lanes)
         layer_sq.index_add_(1, layout.tensor_layer, sq)
+        sq_after = torch.zeros(k, len(layout.specs), self.n_lanes)
+        sq_after.index_add_(1, layout.tensor_ids, after.square())
+        layer_sq_after = torch.zeros_like(layer_sq)
+        layer_sq_after.index_add_(1, layout.tensor_layer, sq_after)
         norm_before = self._grad_norm[start:stop]
         norm_after = torch.linalg.vector_norm(after, dim=1)
         changed = ((after != before) & ~(after.isnan() & before.isnan())).float().mean(dim=1)
@@ -334,10 +341,12 @@ class Trainer:
                 weight_norm,
                 torch.linalg.vector_norm(update, dim=1) / weight_norm,
                 torch.linalg.vector_norm(before, ord=math.inf, dim=1),
+                (~(after.abs() <= 1)).float().mean(dim=1),  # NaN counts as above
             ],
             dim=1,
         )
         self._layer_norms[start:stop] = layer_sq.sqrt()
+        self._layer_norms_after[start:stop] = layer_sq_after.sqrt()
 
     def _find_explosions(self, s: int) -> None:
         """Lanes whose step ``s`` (0-based) went non-finite: record what and where.
@@ -393,6 +402,33 @@ class Trainer:
                 losses.append(self.model.loss(self.params, xs, ys) * len(xs))
             return (torch.stack(losses).sum(0) / len(x)).double().numpy()
 
+    def dead_units(self, lane: int = 0) -> list[tuple[str, int, int]]:
+        """ReLU units that output 0 on every training row: (layer, dead, units) per layer.
+
+        A dead unit passes no gradient back, so nothing revives it; when a
+        whole layer is dead the net outputs one constant. Empty for tanh
+        and recurrent nets (their units cannot die this way).
+        """
+        model = self.model
+        if model.recurrent or model.activation != "relu":
+            return []
+        with torch.no_grad():
+            _, cache = model.forward(self.params[:, lane : lane + 1], self.data.x_train)
+        return [
+            (f"hidden {i + 1}", int((a <= 0).all(dim=0).sum()), int(a.shape[1]))
+            for i, (_, a) in enumerate(cache)
+        ]
+
+    def _note_dead_units(self) -> None:
+        """At an epoch's end: the step by which every ReLU unit of a layer had died."""
+        for lane in range(self.n_lanes):
+            if (
+                self.dead_since[lane] is None
+                and self.alive[lane]
+                and any(dead == units for _, dead, units in self.dead_units(lane))
+            ):
+                self.dead_since[lane] = self.step_count
+
     def _end_epoch(self) -> None:
         e = self.epochs_done
         if e >= self.config.epochs:
@@ -400,6 +436,8 @@ class Trainer:
         if self.evaluate_epochs:
             self.epoch_train_loss[e] = self.evaluate(self.data.x_train, self.data.y_train)
             self.epoch_test_loss[e] = self.evaluate(self.data.x_test, self.data.y_test)
+        if self.record == "full":
+            self._note_dead_units()
         self.epochs_done += 1
 
     # ---- records -------------------------------------------------------
@@ -412,6 +450,7 @@ class Trainer:
             for i, name in enumerate(STEP_FIELDS):
                 out[name] = values[:, i]
             out["layer_grad_norm"] = self._layer_norms[:s, :, lane].double().numpy()
+            out["layer_grad_norm_after"] = self._layer_norms_after[:s, :, lane].double().numpy()
         else:
             out["loss"] = self._loss[:s, lane].double().numpy()
             out["grad_norm"] = self._grad_norm[:s, lane].double().numpy()
@@ -458,7 +497,14 @@ class Trainer:
     def memory_bytes(self) -> int:
         """Bytes held by tensors and record arrays (bounded for the whole run)."""
         tensors = [self.params, self.grad, self.velocity, self._loss, self._grad_norm]
-        optional = ("second_moment", "_stats", "_layer_norms", "_raw", "_hidden")
+        optional = (
+            "second_moment",
+            "_stats",
+            "_layer_norms",
+            "_layer_norms_after",
+            "_raw",
+            "_hidden",
+        )
         tensors += [t for t in (getattr(self, name, None) for name in optional) if t is not None]
         return sum(t.numel() * t.element_size() for t in tensors) + self.epoch_train_loss.nbytes * 2
 
