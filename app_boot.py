@@ -65,9 +65,20 @@ fix_mmap_threshold()  # on the first import, which app.py and every page do firs
 _frozen = False
 
 
+def set_thread_policy() -> None:
+    """One torch thread per server process: the networks are tiny, so thread
+    hand-offs would cost more than they save, and the second core is left to
+    the web server and the other sessions. (Set here, where the process
+    starts, not in the library; the CLI sets its own.)"""
+    import torch  # already imported by the page that calls ensure_router
+
+    torch.set_num_threads(1)
+
+
 def ensure_router() -> None:
     global _frozen
     if not _frozen:  # once per process, after the first page's heavy imports
+        set_thread_policy()
         gc.collect()
         gc.freeze()
         _frozen = True

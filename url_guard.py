@@ -1,11 +1,11 @@
-"""Check a page's URL before its widgets read it (the Streamlit side of ``clipviz.urlkeys``).
+"""Check a page's URL before its widgets read it (the Streamlit side of ``clipviz.app.urlkeys``).
 
 A widget bound to the URL (``bind="query-params"``) seeds itself from the
 query string of the page load, and Streamlit 1.67 parses that value itself:
 ``?rec_seed=inf`` raises ``OverflowError`` out of ``st.number_input``, and an
 out-of-range or misspelt value is dropped without a word. ``guard_query``
 runs first on every page that has bound widgets: it validates every key with
-``clipviz.urlkeys.check_query``, removes each bad value from both the URL and
+``clipviz.app.urlkeys.check_query``, removes each bad value from both the URL and
 the values the widgets will be seeded from (so they start at their
 defaults), writes good values the way the widgets read them, and shows one
 plain-text warning per problem, naming the key and the value.
@@ -22,8 +22,8 @@ from collections.abc import Mapping
 import streamlit as st
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
-from clipviz import urlkeys
-from clipviz.config import format_value
+from clipviz.app import urlkeys
+from clipviz.engine.config import format_value
 
 
 def _rewrite(changes: Mapping[str, str | None]) -> None:

@@ -2,13 +2,19 @@
 
 The library holds every computation and every figure of the app; the pages in
 ``pages/`` only read widgets and call into it. Nothing here imports streamlit.
+Its layers, lowest first (a module imports only its own layer and those
+below; ``tests/test_architecture.py`` enforces it):
+
+* ``engine``  -- configuration, data, models, clipping rules, the trainer, sweeps
+* ``lessons`` -- what the pages teach: signs and fixes, the tutorial's story,
+  the worked arithmetic, the cliff, recurrent nets
+* ``figures`` -- Plotly builders, pure functions of results
+* ``app``     -- what the pages share that is not widgets: the Lab's state and
+  its URL codec, the player, URL keys, export
+* ``cli``     -- the command line (``python -m clipviz``)
+
+The library sets no process-wide policy (threads, memory): the app
+(``app_boot``) and the command line set their own where they start.
 """
 
-import torch
-
-# The networks here are tiny: one thread avoids thread hand-off costs that
-# dominate at these sizes, and leaves the second core to the web server.
-# The sweep raises it for its large batched matrix products.
-torch.set_num_threads(1)
-
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -13,7 +13,11 @@ import math
 import sys
 from collections.abc import Sequence
 
-from clipviz.config import FIELDS, PRESETS, ConfigProblem, TrainConfig
+import numpy as np
+import torch
+
+from clipviz.engine import sweep
+from clipviz.engine.config import FIELDS, PRESETS, ConfigProblem, TrainConfig
 
 
 class UsageError(Exception):
@@ -153,6 +157,9 @@ def _attach_values(argv: list[str], value_options: set[str]) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    # The process's policy (not the library's): one thread for the tiny networks
+    # of train/reproduce/bench; the sweep raises it for its batched products.
+    torch.set_num_threads(1)
     try:
         parser = build_parser()
         args = parser.parse_args(_attach_values(argv, _value_options(parser)))
@@ -200,7 +207,7 @@ def table(headers: list[str], rows: list[list]) -> str:
 
 
 def cmd_reproduce(args) -> str:
-    from clipviz.experiments import reproduce
+    from clipviz.lessons.experiments import reproduce
 
     rows = [r.as_row() for r in reproduce(args.seeds)]
     if args.json:
@@ -247,7 +254,7 @@ def _problem_line(problem: ConfigProblem) -> str:
 
 
 def cmd_train(args) -> str:
-    from clipviz.trainer import Trainer
+    from clipviz.engine.trainer import Trainer
 
     config = config_from_args(args)
     summary = Trainer(config).run().summary()
@@ -260,7 +267,7 @@ def cmd_train(args) -> str:
 
 
 def cmd_worked(args) -> str:
-    from clipviz.worked import WorkedInputError, compute, parse_threshold, parse_vector
+    from clipviz.lessons.worked import WorkedInputError, compute, parse_threshold, parse_vector
 
     try:
         vector = parse_vector(args.vector)
@@ -275,13 +282,11 @@ def cmd_worked(args) -> str:
 
 
 def cmd_sweep(args) -> str:
-    from clipviz.sweep import run_sweep_command
-
-    return run_sweep_command(args, as_json=args.json, json_dumps=_json, table=table)
+    return run_sweep_command(args, as_json=args.json)
 
 
 def cmd_bench(args) -> str:
-    from clipviz.experiments import bench
+    from clipviz.lessons.experiments import bench
 
     if args.keras:
         try:
@@ -292,6 +297,92 @@ def cmd_bench(args) -> str:
     if args.json:
         return _json(result)
     return "\n".join(f"{k:<22} {v}" for k, v in result.items())
+
+
+# ---- sweep --------------------------------------------------------------
+
+
+def spec_from_args(args) -> sweep.SweepSpec:
+    """A validated ``SweepSpec`` from the ``sweep`` subcommand's arguments."""
+
+    def given(name: str, default):
+        value = getattr(args, name, None)
+        return default if value is None else value
+
+    modes = tuple(m.strip() for m in str(given("clip_modes", "norm")).split(",") if m.strip())
+    lr_low, lr_high = sweep.LR_RANGE[args.network]
+    spec = sweep.SweepSpec(
+        network=args.network,
+        grid=given("grid", sweep.DEFAULT_GRID[args.network]),
+        epochs=given("epochs", None),
+        clip_modes=modes,
+        lr_range=(given("lr_min", lr_low), given("lr_max", lr_high)),
+        threshold_range=(
+            given("threshold_min", sweep.THRESHOLD_RANGE[0]),
+            given("threshold_max", sweep.THRESHOLD_RANGE[1]),
+        ),
+        seed=given("seed", 1),
+    )
+    return spec.validated()
+
+
+def run_sweep_command(args, *, as_json: bool) -> str:
+    """The ``sweep`` subcommand: the JSON document, or a summary table per clip mode."""
+    try:
+        spec = spec_from_args(args)
+    except sweep.SweepError as error:
+        raise UsageError(f"argument --{error.key}: {error.message}") from None
+    result = sweep.run_sweep(spec, threads=getattr(args, "threads", None))
+    if as_json:
+        return _json(result.as_dict())
+    return summary_table(result)
+
+
+def summary_table(result: sweep.SweepResult) -> str:
+    """Per clip mode: how many cells trained, went nowhere, diverged; the best cell."""
+    rows = []
+    for mode, m in result.maps.items():
+        counts = m.counts()
+        losses = np.where(np.isfinite(m.final_loss), m.final_loss, np.inf)
+        best = np.unravel_index(int(np.argmin(losses)), losses.shape)
+        finite = bool(np.isfinite(losses[best]))
+        rows.append(
+            [
+                mode,
+                m.final_loss.size,
+                counts["trained"],
+                counts["no_progress"],
+                counts["diverged"],
+                float(m.final_loss[best]) if finite else None,
+                f"{m.lrs[best[1]]:.3g}" if finite else "-",
+                f"{m.thresholds[best[0]]:.3g}" if finite and m.thresholds is not None else "-",
+            ]
+        )
+    body = table(
+        [
+            "clip mode",
+            "cells",
+            "trained",
+            "no progress",
+            "diverged",
+            "best train MSE",
+            "at lr",
+            "threshold",
+        ],
+        rows,
+    )
+    spec, base = result.spec, result.base
+    per_network_ms = 1000 * result.seconds / result.networks
+    return (
+        f"{spec.network.upper()}, {spec.grid} x {spec.grid} grid, {base.epochs} epochs "
+        f"({result.steps} steps each), seed {spec.seed}\n"
+        f"lr {result.maps[next(iter(result.maps))].lrs[0]:.3g}..{spec.lrs[-1]:.3g}, "
+        f"threshold {spec.thresholds[0]:.3g}..{spec.thresholds[-1]:.3g} (log grids)\n\n"
+        f"{body}\n\n"
+        f"{result.networks} networks in {result.seconds:.2f} s "
+        f"({per_network_ms:.2f} ms per network)\n"
+        "no progress: finite, but the final training loss is not below the initial one."
+    )
 
 
 COMMANDS = {

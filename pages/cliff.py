@@ -1,6 +1,6 @@
 """The cliff: a one-unit recurrent net's loss surface, and gradient descent on it with and
 without clipping (Pascanu, Mikolov & Bengio 2013, Fig. 6). Widgets and layout only; the
-numbers come from `clipviz.cliff`, the charts from `clipviz.figures.cliff`.
+numbers come from `clipviz.lessons.cliff`, the charts from `clipviz.figures.cliff`.
 """
 
 from __future__ import annotations
@@ -8,8 +8,9 @@ from __future__ import annotations
 import streamlit as st
 
 from app_boot import ensure_router
-from clipviz import cliff, urlkeys
+from clipviz.app import urlkeys
 from clipviz.figures import cliff as figures
+from clipviz.lessons import cliff
 from url_guard import guard_query
 
 ensure_router()

@@ -3,7 +3,7 @@
 import streamlit as st
 
 from app_boot import ensure_router
-from clipviz import story
+from clipviz.lessons import story
 
 ensure_router()
 

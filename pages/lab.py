@@ -1,10 +1,10 @@
 """Training Lab: pick a network and its settings, then train it live and watch it explode (or not).
 
-Widgets and layout only. The run is a ``clipviz.lab.LabRun`` kept in session
-state, driven by a ``clipviz.player.Player``; while playing, the live area is
+Widgets and layout only. The run is a ``clipviz.app.lab.LabRun`` kept in session
+state, driven by a ``clipviz.app.player.Player``; while playing, the live area is
 a fragment that reruns every ``player.interval`` seconds and trains within a
 time budget. The four charts are one figure (``lab_figure``) drawn by a small
-component that redraws it in place with plotly.js (why: ``clipviz.lab``).
+component that redraws it in place with plotly.js (why: ``clipviz.app.lab``).
 Every setting is a widget keyed by its ``TrainConfig`` field and bound to the
 URL (CONTRACT.md); the URL is validated once when the page opens, and each
 problem is shown before it falls back to the default.
@@ -16,8 +16,10 @@ import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
 from app_boot import ensure_router
-from clipviz import export, lab
-from clipviz.config import (
+from clipviz.app import export, lab
+from clipviz.app.player import SPEEDS, Player
+from clipviz.app.urlkeys import plain_markdown
+from clipviz.engine.config import (
     ACTIVATIONS,
     CLIP_MODE_LABELS,
     CLIP_MODES,
@@ -32,8 +34,6 @@ from clipviz.config import (
     format_value,
 )
 from clipviz.figures.training import lab_figure
-from clipviz.player import SPEEDS, Player
-from clipviz.urlkeys import plain_markdown
 
 ensure_router()
 
@@ -392,7 +392,7 @@ with st.container(horizontal=True, vertical_alignment="bottom", gap="small"):
         )
 
 
-# The live chart: one plotly.js chart redrawn in place (see clipviz.lab). The
+# The live chart: one plotly.js chart redrawn in place (see clipviz.app.lab). The
 # components are registered on every run (an identical definition is kept).
 plotly_loader = st.components.v2.component("clipviz_plotly_loader", js=lab.plotly_loader_js())
 live_chart = st.components.v2.component(

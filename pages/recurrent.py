@@ -1,5 +1,5 @@
 """Recurrent nets: gradients through time, vanilla RNN versus LSTM, truncated BPTT and
-per-layer clipping. Widgets and layout only: the numbers come from `clipviz.recurrent`,
+per-layer clipping. Widgets and layout only: the numbers come from `clipviz.lessons.recurrent`,
 the charts from `clipviz.figures.recurrent` and `clipviz.figures.training`.
 """
 
@@ -10,9 +10,10 @@ import hashlib
 import streamlit as st
 
 from app_boot import ensure_router
-from clipviz import recurrent, urlkeys
-from clipviz.config import DEFAULT, PRESETS, ConfigProblem, TrainConfig
+from clipviz.app import urlkeys
+from clipviz.engine.config import DEFAULT, PRESETS, ConfigProblem, TrainConfig
 from clipviz.figures import recurrent as figures
+from clipviz.lessons import recurrent
 from url_guard import guard_query
 
 ensure_router()

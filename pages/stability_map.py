@@ -1,6 +1,6 @@
 """Stability map: many networks trained at once, and where training diverges.
 
-Widgets and layout only: the networks are trained by ``clipviz.sweep``, the
+Widgets and layout only: the networks are trained by ``clipviz.engine.sweep``, the
 heatmaps drawn by ``clipviz.figures.stability``. Results are kept in a small
 process-wide store keyed by the settings, so revisiting a map is instant.
 
@@ -17,9 +17,10 @@ from collections import OrderedDict
 import streamlit as st
 
 from app_boot import ensure_router
-from clipviz import sweep, urlkeys
-from clipviz.config import FIELDS, TrainConfig
-from clipviz.data import dataset_for
+from clipviz.app import urlkeys
+from clipviz.engine import sweep
+from clipviz.engine.config import FIELDS, TrainConfig
+from clipviz.engine.data import dataset_for
 from clipviz.figures import stability as figures
 from url_guard import guard_query
 

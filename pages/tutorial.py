@@ -1,6 +1,6 @@
 """Tutorial: the reference experiment retold as a guided story in six chapters.
 
-Widgets and layout only. The runs come from ``clipviz.story`` (cached here per
+Widgets and layout only. The runs come from ``clipviz.lessons.story`` (cached here per
 chapter and seed), the charts from ``clipviz.figures``.
 """
 
@@ -9,9 +9,9 @@ import math
 import streamlit as st
 
 from app_boot import ensure_router
-from clipviz import story
 from clipviz.figures.training import grad_norm_figure, loss_figure
 from clipviz.figures.tutorial import extension_figure, signs_timeline_figure, target_figure
+from clipviz.lessons import story
 
 ensure_router()
 

@@ -1,7 +1,7 @@
 """Worked examples: clipping by value and by norm, one operation at a time.
 
 Thin page: it reads widgets, keeps the step position and the last good input in
-``st.session_state``, and shows what ``clipviz.worked`` computes and
+``st.session_state``, and shows what ``clipviz.lessons.worked`` computes and
 ``clipviz.figures.worked`` draws. No arithmetic and no figure building here.
 """
 
@@ -14,9 +14,9 @@ from typing import Any
 import streamlit as st
 
 from app_boot import ensure_router
-from clipviz import worked
 from clipviz.figures import worked as figures
 from clipviz.figures.style import ACCENT
+from clipviz.lessons import worked
 
 ensure_router()
 

@@ -1,4 +1,4 @@
-"""Unit tests for clipviz.cliff (the one-unit RNN of Pascanu et al. 2013) and its figures."""
+"""Unit tests for clipviz.lessons.cliff (the one-unit RNN of Pascanu et al. 2013) and its figures."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from clipviz import cliff
 from clipviz.figures import cliff as figures
 from clipviz.figures.style import CLIPPED, UNCLIPPED
+from clipviz.lessons import cliff
 
 # Points off the wall, on its face (within ~1e-3 of it, where the gradient is in
 # the hundreds), and at several T.

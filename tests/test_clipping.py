@@ -9,7 +9,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 
-from clipviz.clipping import (
+from clipviz.engine.clipping import (
     RULES,
     GlobalNorm,
     LayerwiseValue,
@@ -20,8 +20,8 @@ from clipviz.clipping import (
     rule_for,
     tensor_norms,
 )
-from clipviz.config import DEFAULT
-from clipviz.models import Layout
+from clipviz.engine.config import DEFAULT
+from clipviz.engine.models import Layout
 
 shapes = st.lists(
     st.tuples(st.integers(1, 6), st.integers(1, 5)).map(lambda t: t if t[1] > 1 else (t[0],)),

@@ -6,7 +6,7 @@ import hypothesis.strategies as st
 import pytest
 from hypothesis import given, settings
 
-from clipviz.config import (
+from clipviz.engine.config import (
     CLIP_MODES,
     DEFAULT,
     FIELDS,
@@ -105,7 +105,7 @@ configs = st.builds(
     network=st.sampled_from(NETWORKS),
     lr=st.floats(1e-5, 10.0),
     momentum=st.one_of(st.just(0.0), st.floats(1e-6, 0.99)),  # no float32 underflow
-    batch_size=st.integers(1, 200),  # inside the work budget (clipviz.budget) with seq_len
+    batch_size=st.integers(1, 200),  # inside the work budget (clipviz.engine.budget) with seq_len
     epochs=st.integers(1, 20),
     clip_mode=st.sampled_from(CLIP_MODES),
     clip_norm=st.floats(1e-3, 1e3),

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from clipviz.config import DEFAULT
-from clipviz.data import (
+from clipviz.engine.config import DEFAULT
+from clipviz.engine.data import (
     adding_problem,
     dataset_for,
     digits_rows,

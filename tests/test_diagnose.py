@@ -1,8 +1,8 @@
 """Signs of explosion found in real runs, and the fixes suggested for them."""
 
-from clipviz.config import PRESETS
-from clipviz.diagnose import SIGNS, signs_of, suggest_fixes
-from clipviz.trainer import Trainer
+from clipviz.engine.config import PRESETS
+from clipviz.engine.trainer import Trainer
+from clipviz.lessons.diagnose import SIGNS, signs_of, suggest_fixes
 
 
 def diagnose(config):

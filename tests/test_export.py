@@ -25,9 +25,9 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from clipviz.config import CLIP_MODES, NETWORKS, PRESETS, TrainConfig
-from clipviz.export import keras_script, pytorch_script, records_csv, script_filename
-from clipviz.trainer import STEP_FIELDS, Trainer, TwinRun
+from clipviz.app.export import keras_script, pytorch_script, records_csv, script_filename
+from clipviz.engine.config import CLIP_MODES, NETWORKS, PRESETS, TrainConfig
+from clipviz.engine.trainer import STEP_FIELDS, Trainer, TwinRun
 
 EPOCH_LINE = re.compile(r"^epoch (\d+): train (?:MSE|cross-entropy) (\S+), test \S+ (\S+)$")
 

@@ -1,8 +1,8 @@
 """Hostile and clumsy input: the reproductions of issue 16, each a message, never a traceback.
 
 Each case here was a traceback, a rendered foreign link, or minutes of server
-CPU before the budget (``clipviz.budget``), the URL declarations
-(``clipviz.urlkeys``) and the guard (``url_guard``) existed.
+CPU before the budget (``clipviz.engine.budget``), the URL declarations
+(``clipviz.app.urlkeys``) and the guard (``url_guard``) existed.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from clipviz import budget
-from clipviz.config import DEFAULT, PRESETS, TrainConfig
-from clipviz.urlkeys import plain_markdown
+from clipviz.app.urlkeys import plain_markdown
+from clipviz.engine import budget
+from clipviz.engine.config import DEFAULT, PRESETS, TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 DOS_LINKS = [

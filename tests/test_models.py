@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from clipviz.models import MLP, RecurrentNet
+from clipviz.engine.models import MLP, RecurrentNet
 
 
 def autograd_mlp_loss_grad(model: MLP, flat: torch.Tensor, x: torch.Tensor, y: torch.Tensor):

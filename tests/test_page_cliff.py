@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from clipviz import cliff
+from clipviz.lessons import cliff
 
 # AppTest resolves relative paths against this file, not the working directory.
 PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "cliff.py")

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from clipviz import story
-from clipviz.diagnose import FIX_NOTES, SIGNS
+from clipviz.lessons import story
+from clipviz.lessons.diagnose import FIX_NOTES, SIGNS
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 LINK = re.compile(r"\[([^\]]+)\]\((lab\?[^)\s]*)\)")

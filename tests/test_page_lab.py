@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from clipviz.config import DEFAULT, PRESETS
-from clipviz.urlkeys import plain_markdown
+from clipviz.app.urlkeys import plain_markdown
+from clipviz.engine.config import DEFAULT, PRESETS
 
 PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "lab.py")
 
@@ -280,8 +280,8 @@ def test_exports_are_offered():
 def test_the_lab_figure_is_valid_plotly_with_all_panels_and_thinned_lines():
     import plotly.graph_objects as go
 
+    from clipviz.app.lab import LabRun
     from clipviz.figures.training import MAX_POINTS, lab_figure
-    from clipviz.lab import LabRun
 
     run = LabRun(PRESETS["tutorial_clip_norm"].config.replace(epochs=200))
     run.step(3200)
@@ -300,9 +300,9 @@ def test_the_lab_figure_is_valid_plotly_with_all_panels_and_thinned_lines():
 
 
 def test_the_lab_figure_marks_an_explosion_and_colours_runs_by_clipping():
+    from clipviz.app.lab import LabRun, twin_config
     from clipviz.figures.style import CLIPPED, UNCLIPPED
     from clipviz.figures.training import lab_figure
-    from clipviz.lab import LabRun, twin_config
 
     config = PRESETS["tutorial_clip_norm"].config
     run = LabRun(config, twin_config(config))
@@ -315,8 +315,8 @@ def test_the_lab_figure_marks_an_explosion_and_colours_runs_by_clipping():
 
 
 def test_the_empty_lab_figure_says_how_to_start_and_labels_decades_only():
+    from clipviz.app.lab import LabRun
     from clipviz.figures.training import lab_figure
-    from clipviz.lab import LabRun
 
     empty = lab_figure(LabRun(PRESETS["tutorial_clip_norm"].config).traces()).layout
     assert any(a.text == "No steps yet: press Play or Step" for a in empty.annotations)

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from clipviz import recurrent
-from clipviz.config import PRESETS
+from clipviz.engine.config import PRESETS
+from clipviz.lessons import recurrent
 
 # AppTest resolves relative paths against this file, not the working directory.
 PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "recurrent.py")

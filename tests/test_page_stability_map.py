@@ -8,8 +8,8 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from clipviz import sweep
-from clipviz.config import DEFAULT
+from clipviz.engine import sweep
+from clipviz.engine.config import DEFAULT
 
 # AppTest resolves relative paths against this file, not the working directory.
 PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "stability_map.py")

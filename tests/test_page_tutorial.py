@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from clipviz import story
-from clipviz.experiments import EXPERIMENT_BY_NAME
-from clipviz.trainer import Trainer
+from clipviz.engine.trainer import Trainer
+from clipviz.lessons import story
+from clipviz.lessons.experiments import EXPERIMENT_BY_NAME
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 LINK = re.compile(r"\[([^\]]+)\]\((lab\?[^)\s]*)\)")

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from clipviz import worked
+from clipviz.lessons import worked
 
 PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "worked_examples.py")
 SOURCE_START_LATEX = r"g = \left(2,\ -6,\ 8,\ -3,\ 5\right)"

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import pytest
 
-from clipviz.config import PRESETS
-from clipviz.player import DEFAULT_SPEED, SPEEDS, Player, Tick
-from clipviz.trainer import Trainer
+from clipviz.app.player import DEFAULT_SPEED, SPEEDS, Player, Tick
+from clipviz.engine.config import PRESETS
+from clipviz.engine.trainer import Trainer
 
 
 class Clock:

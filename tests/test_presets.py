@@ -14,8 +14,8 @@ import math
 
 import pytest
 
-from clipviz.config import PRESETS, TrainConfig
-from clipviz.trainer import Trainer
+from clipviz.engine.config import PRESETS, TrainConfig
+from clipviz.engine.trainer import Trainer
 
 SEEDS = range(5)
 EXPLODING = ("tutorial_unscaled", "lstm_long_explodes", "rnn_explodes")

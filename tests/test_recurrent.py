@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from clipviz import recurrent
-from clipviz.config import DEFAULT, PRESETS
+from clipviz.engine.config import DEFAULT, PRESETS
+from clipviz.engine.models import RecurrentNet
 from clipviz.figures import recurrent as figures
-from clipviz.models import RecurrentNet
+from clipviz.lessons import recurrent
 
 
 def autograd_reference(net: RecurrentNet, flat: torch.Tensor, x: torch.Tensor, y: torch.Tensor):

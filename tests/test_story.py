@@ -1,4 +1,4 @@
-"""clipviz.story: the tutorial's chapters compute what the page says they show.
+"""clipviz.lessons.story: the tutorial's chapters compute what the page says they show.
 
 Also the tutorial's figure builders, and that every Lab link the page or the
 home checklist uses round-trips to the configuration it names.
@@ -11,19 +11,14 @@ import math
 import numpy as np
 import pytest
 
-from clipviz import story
-from clipviz.config import DEFAULT, PRESETS, TrainConfig
-from clipviz.diagnose import FIX_NOTES, SIGNS
-from clipviz.experiments import EXPERIMENT_BY_NAME
+from clipviz.engine.config import DEFAULT, PRESETS, TrainConfig
+from clipviz.engine.trainer import Trainer
 from clipviz.figures.style import CLIPPED, UNCLIPPED
-from clipviz.figures.tutorial import (
-    Box,
-    Panel,
-    extension_figure,
-    signs_timeline_figure,
-    target_figure,
-)
-from clipviz.trainer import Trainer
+from clipviz.figures.tutorial import extension_figure, signs_timeline_figure, target_figure
+from clipviz.lessons import story
+from clipviz.lessons.diagnose import FIX_NOTES, SIGNS
+from clipviz.lessons.experiments import EXPERIMENT_BY_NAME
+from clipviz.lessons.story import Box, Panel
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""clipviz.sweep: a cell of a sweep is the single run of its configuration; the CLI command.
+"""clipviz.engine.sweep: a cell of a sweep is the single run of its configuration; the CLI command.
 
 A sweep trains its cells as lanes of one batched trainer, whose arithmetic
 (fused products, another summation order) rounds differently in the last bit
@@ -18,9 +18,8 @@ import pytest
 import torch
 
 from clipviz import cli
-from clipviz.config import DEFAULT, TrainConfig
-from clipviz.figures import stability as figures
-from clipviz.sweep import (
+from clipviz.engine.config import DEFAULT, TrainConfig
+from clipviz.engine.sweep import (
     SweepError,
     SweepSpec,
     TargetSpec,
@@ -30,7 +29,8 @@ from clipviz.sweep import (
     run_target_sweep,
     target_rows,
 )
-from clipviz.trainer import Trainer
+from clipviz.engine.trainer import Trainer
+from clipviz.figures import stability as figures
 
 SPEC = SweepSpec(grid=4, epochs=4, lr_range=(1e-3, 0.3), threshold_range=(0.1, 100.0))
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from clipviz.config import DEFAULT, PRESETS
-from clipviz.data import dataset_for
-from clipviz.trainer import STEP_FIELDS, Trainer, TwinRun
+from clipviz.engine.config import DEFAULT, PRESETS
+from clipviz.engine.data import dataset_for
+from clipviz.engine.trainer import STEP_FIELDS, Trainer, TwinRun
 
 
 def reference_loop(config, steps: int):
@@ -186,7 +186,7 @@ def test_lanes_equal_single_runs():
 
 
 def test_reproduction_outcomes_hold_over_five_seeds():
-    from clipviz.experiments import EXPERIMENT_BY_NAME, run_experiment
+    from clipviz.lessons.experiments import EXPERIMENT_BY_NAME, run_experiment
 
     seeds = range(5)
     no_clip = run_experiment(EXPERIMENT_BY_NAME["no_clip"], seeds)

@@ -1,4 +1,4 @@
-"""Unit tests for clipviz.worked: the source's examples number by number, parsing,
+"""Unit tests for clipviz.lessons.worked: the source's examples number by number, parsing,
 PyTorch agreement (hypothesis), global vs per-tensor norms, the exercise checker,
 and the figures built from the results."""
 
@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from clipviz import worked
 from clipviz.figures import worked as figures
-from clipviz.worked import SOURCE_EXAMPLE, WorkedInputError, compute
+from clipviz.lessons import worked
+from clipviz.lessons.worked import SOURCE_EXAMPLE, WorkedInputError, compute
 
 G = SOURCE_EXAMPLE.vector
 SQRT138 = math.sqrt(138)

@@ -1,6 +1,6 @@
 """Figures for the cliff page: the loss map with both descent paths, and per-step charts.
 
-Pure functions of `clipviz.cliff` results (a `Surface`, `Path`s, a
+Pure functions of `clipviz.lessons.cliff` results (a `Surface`, `Path`s, a
 `ThresholdSweep`). The unclipped path is always `UNCLIPPED` (vermillion), the
 clipped one `CLIPPED` (blue), as everywhere in the app.
 """
@@ -11,8 +11,8 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from clipviz.cliff import Path, Surface, ThresholdSweep
 from clipviz.figures.style import CLIPPED, HEAT, THRESHOLD, UNCLIPPED, base_layout
+from clipviz.lessons.cliff import Path, Surface, ThresholdSweep
 
 LOG_LOSS_FLOOR = -4.0  # colour scale bottom: losses below 1e-4 all look like the valley floor
 LOG_LOSS_CEILING = float(np.log10(0.49))  # the largest possible loss, (0 - 0.7)^2

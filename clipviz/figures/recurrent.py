@@ -28,7 +28,7 @@ from clipviz.figures import training
 from clipviz.figures.style import ACCENT, HEAT, NEUTRAL, THRESHOLD, base_layout, run_colour
 
 if TYPE_CHECKING:
-    from clipviz.recurrent import NetRun
+    from clipviz.lessons.recurrent import NetRun
 
 MAX_ROWS = 400  # training steps drawn in a heatmap (more are thinned evenly)
 # Okabe-Ito colours other than the two reserved for clipped (blue) / unclipped (vermillion).

@@ -1,6 +1,6 @@
 """Stability-map heatmaps: learning rate x clip threshold, and learning rate x target scale.
 
-Pure functions from ``clipviz.sweep`` results to Plotly figures. Every panel
+Pure functions from ``clipviz.engine.sweep`` results to Plotly figures. Every panel
 of a figure shares one colour axis (log10 of the loss), so colours compare
 across panels. Cells that diverged are drawn in one flat grey outside the
 colour scale; the scale tops out at the starting loss, so every run that
@@ -19,8 +19,8 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from clipviz.engine.sweep import ClipMap, SweepResult, TargetMap, TargetSweepResult, log_edges
 from clipviz.figures.style import ACCENT, HEAT, base_layout
-from clipviz.sweep import ClipMap, SweepResult, TargetMap, TargetSweepResult, log_edges
 
 DIVERGED = "#B8B8B8"  # flat grey: no loss to colour
 LAB_MARKER = "#FFFFFF"  # the learner's Lab run: a white star with a dark outline

@@ -1,22 +1,22 @@
 """Charts only the tutorial page draws: the target's spread, the signs of an explosion
 on one timeline, and the extension grid as box plots.
 
-Pure builders from plain arrays and ``clipviz.story`` results to Plotly figures.
+Pure builders from plain arrays and ``clipviz.lessons.story`` results to Plotly figures.
 Run charts shared with the Lab (loss, gradient norm) stay in ``training``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from clipviz.diagnose import Finding
 from clipviz.figures.style import ACCENT, TEST, THRESHOLD, TRAIN, base_layout, run_colour
 from clipviz.figures.training import RunTrace, finite_or_nan
+from clipviz.lessons.diagnose import Finding
+from clipviz.lessons.story import Panel
 
 
 def target_figure(y_train: np.ndarray, y_test: np.ndarray, *, height: int = 360) -> go.Figure:
@@ -162,23 +162,6 @@ def signs_timeline_figure(
     base_layout(fig, height=height)
     fig.update_layout(margin={"t": 80, "l": 80}, showlegend=False)
     return fig
-
-
-@dataclass(frozen=True)
-class Box:
-    """One box of ``extension_figure``: a setting's final test MSE over its seeds."""
-
-    label: str
-    values: Sequence[float]  # final test MSE per seed; NaN for a run that exploded
-    seeds: Sequence[int]
-    clipped: bool
-    published: float | None = None  # the tutorial's one Keras run, when it ran this setting
-
-
-@dataclass(frozen=True)
-class Panel:
-    title: str
-    boxes: Sequence[Box]
 
 
 def extension_figure(panels: Sequence[Panel], *, height: int = 420) -> go.Figure:

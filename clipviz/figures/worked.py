@@ -1,4 +1,4 @@
-"""Figures for the worked clipping examples: pure functions of ``clipviz.worked`` results.
+"""Figures for the worked clipping examples: pure functions of ``clipviz.lessons.worked`` results.
 
 * ``step_figure``: the vector as bars, before and after, the component in work framed;
 * ``geometry_figure``: a 2-D gradient, the value box ``[-c, c]^2``, the norm circle of
@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import plotly.graph_objects as go
 
 from clipviz.figures.style import ACCENT, CLIPPED, SEQUENCE, THRESHOLD, UNCLIPPED, base_layout
-from clipviz.worked import ClipComparison, WorkedResult, format_number, progress_at
+from clipviz.lessons.worked import ClipComparison, WorkedResult, format_number, progress_at
 
 ORIGINAL = UNCLIPPED
 NORM_CLIPPED = CLIPPED

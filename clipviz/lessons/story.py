@@ -18,18 +18,18 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, urlencode
 
 import numpy as np
 
-from clipviz.config import DEFAULT, PRESETS, TrainConfig
-from clipviz.data import reference_arrays
-from clipviz.diagnose import FIX_NOTES, SIGN_BY_KEY, Finding, signs_of
-from clipviz.experiments import EXPERIMENT_BY_NAME, EXPERIMENTS, Experiment
+from clipviz.engine.config import DEFAULT, PRESETS, TrainConfig
+from clipviz.engine.data import reference_arrays
+from clipviz.engine.trainer import Trainer
 from clipviz.figures.training import RunTrace
-from clipviz.figures.tutorial import Box, Panel
-from clipviz.trainer import Trainer
+from clipviz.lessons.diagnose import FIX_NOTES, SIGN_BY_KEY, Finding, signs_of
+from clipviz.lessons.experiments import EXPERIMENT_BY_NAME, EXPERIMENTS, Experiment
 
 SOURCE = (
     'J. Brownlee, "How to Avoid Exploding Gradients With Gradient Clipping", '
@@ -144,7 +144,7 @@ class Chapter:
     key: str
     number: int
     title: str
-    experiment: str  # name in clipviz.experiments.EXPERIMENTS
+    experiment: str  # name in clipviz.lessons.experiments.EXPERIMENTS
     published_curve: str = ""  # how the tutorial describes its loss curve, if it does
 
     @property
@@ -417,6 +417,23 @@ def lowest_median(summaries: tuple[SettingSummary, ...]) -> SettingSummary | Non
     """The setting of a group with the lowest median final test MSE (None if all exploded)."""
     finite = [s for s in summaries if math.isfinite(s.median())]
     return min(finite, key=lambda s: s.median()) if finite else None
+
+
+@dataclass(frozen=True)
+class Box:
+    """One box of the extensions figure (``figures.tutorial.extension_figure``): a setting's final test MSE over its seeds."""
+
+    label: str
+    values: Sequence[float]  # final test MSE per seed; NaN for a run that exploded
+    seeds: Sequence[int]
+    clipped: bool
+    published: float | None = None  # the tutorial's one Keras run, when it ran this setting
+
+
+@dataclass(frozen=True)
+class Panel:
+    title: str
+    boxes: Sequence[Box]
 
 
 def extension_panels(

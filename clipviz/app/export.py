@@ -24,8 +24,8 @@ import io
 import math
 from collections.abc import Sequence
 
-from clipviz.config import CLIP_MODE_LABELS, TrainConfig, format_value
-from clipviz.trainer import STEP_FIELDS, Trainer
+from clipviz.engine.config import CLIP_MODE_LABELS, TrainConfig, format_value
+from clipviz.engine.trainer import STEP_FIELDS, Trainer
 
 # ---- CSV -------------------------------------------------------------------
 
@@ -137,7 +137,7 @@ def _constants(config: TrainConfig, *, keras: bool = False) -> str:
 
 
 def _data_code(config: TrainConfig) -> str:
-    """NumPy arrays x_train, y_train, x_test, y_test, as clipviz.data builds them."""
+    """NumPy arrays x_train, y_train, x_test, y_test, as clipviz.engine.data builds them."""
     if config.network == "mlp":
         code = """
 from sklearn.datasets import make_regression

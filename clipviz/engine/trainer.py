@@ -1,6 +1,6 @@
 """The stepwise trainer: ``step(n)``, per-step records, a clean stop at explosion.
 
-One ``Trainer`` trains ``N`` lanes of one network (see ``clipviz.models``) on
+One ``Trainer`` trains ``N`` lanes of one network (see ``clipviz.engine.models``) on
 the same data in the same batch order, each lane with its own learning rate,
 clip thresholds and target multiplier if given; ``N = 1`` is an ordinary run.
 Everything is deterministic for a seed: the initial weights come from a
@@ -29,10 +29,10 @@ from typing import Literal
 import numpy as np
 import torch
 
-from clipviz.clipping import rule_for
-from clipviz.config import TrainConfig
-from clipviz.data import Dataset, dataset_for
-from clipviz.models import build_model
+from clipviz.engine.clipping import rule_for
+from clipviz.engine.config import TrainConfig
+from clipviz.engine.data import Dataset, dataset_for
+from clipviz.engine.models import build_model
 
 ADAM_BETAS = (0.9, 0.999)
 ADAM_EPS = 1e-8

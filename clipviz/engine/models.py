@@ -33,7 +33,7 @@ import numpy as np
 import threadpoolctl
 import torch
 
-from clipviz.config import TrainConfig
+from clipviz.engine.config import TrainConfig
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from clipviz.config import TrainConfig
-from clipviz.trainer import Explosion, Trainer
+from clipviz.engine.config import TrainConfig
+from clipviz.engine.trainer import Explosion, Trainer
 
 
 @dataclass(frozen=True)

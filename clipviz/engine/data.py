@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from clipviz.config import TrainConfig
+from clipviz.engine.config import TrainConfig
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Gradient clipping rules, one small class each, and what each application did.
 
 A rule clips a flat gradient ``grad`` of shape (P, N) in place (P parameters,
-N lanes; see ``clipviz.models``) and returns ``ClipStats``: the norm before
+N lanes; see ``clipviz.engine.models``) and returns ``ClipStats``: the norm before
 and after, the factor applied, the fraction of components changed, the cosine
 between the gradient before and after (1 means the direction was kept) and
 the per-tensor norms before clipping. Thresholds may be floats or (N,)
@@ -35,8 +35,8 @@ from dataclasses import dataclass
 
 import torch
 
-from clipviz.config import TrainConfig
-from clipviz.models import Layout
+from clipviz.engine.config import TrainConfig
+from clipviz.engine.models import Layout
 
 EPS_TORCH = 1e-6  # the epsilon PyTorch's clip_grad_norm_ adds to the norm
 

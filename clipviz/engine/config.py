@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from clipviz import budget
+from clipviz.engine import budget
 
 NETWORKS = ("mlp", "lstm", "rnn")
 OPTIMIZERS = ("sgd", "adam")
@@ -178,7 +178,7 @@ class TrainConfig:
                     "epochs", f"{steps:,} training steps is too many (at most {MAX_STEPS:,})"
                 )
             )
-        # The work and memory budget (clipviz.budget): products of fields that
+        # The work and memory budget (clipviz.engine.budget): products of fields that
         # each field's own bounds cannot see.
         found += [ConfigProblem(key, message) for key, message in budget.problems_of(self)]
         if self.is_recurrent and self.tbptt >= self.seq_len:
@@ -320,7 +320,7 @@ def echo(raw: Any) -> str:
 def parse_value(f: dataclasses.Field | Mapping[str, Any], raw: Any) -> Any:
     """Parse one value of field ``f`` (or of a field's metadata); raise ValueError in one line.
 
-    Every URL key of every page is parsed here (``clipviz.urlkeys`` declares
+    Every URL key of every page is parsed here (``clipviz.app.urlkeys`` declares
     the keys that are not ``TrainConfig`` fields with the same metadata).
     """
     meta = f.metadata if isinstance(f, dataclasses.Field) else f

@@ -35,8 +35,9 @@ import plotly
 import plotly.graph_objects as go
 import plotly.io as pio
 
-from clipviz import urlkeys
-from clipviz.config import (
+from clipviz.app import urlkeys
+from clipviz.app.urlkeys import plain_markdown
+from clipviz.engine.config import (
     CLIP_MODES,
     DEFAULT,
     FIELDS,
@@ -47,11 +48,10 @@ from clipviz.config import (
     format_value,
     parse_value,
 )
-from clipviz.diagnose import Finding, Fix, signs_of, suggest_fixes
+from clipviz.engine.trainer import Explosion, Trainer, TwinRun
 from clipviz.figures.style import run_colour
 from clipviz.figures.training import FAINT, RunTrace
-from clipviz.trainer import Explosion, Trainer, TwinRun
-from clipviz.urlkeys import plain_markdown
+from clipviz.lessons.diagnose import Finding, Fix, signs_of, suggest_fixes
 
 CUSTOM = "custom"  # the preset picker's entry for "my own settings"
 PRESET_OPTIONS = (CUSTOM, *PRESETS)

@@ -1,7 +1,7 @@
 """Every URL query key of every page, declared once, parsed by one function.
 
-The Training Lab's keys are ``TrainConfig``'s fields (``clipviz.config``)
-plus ``preset``, ``twin`` and ``twin_clip_mode`` (``clipviz.lab``). The other
+The Training Lab's keys are ``TrainConfig``'s fields (``clipviz.engine.config``)
+plus ``preset``, ``twin`` and ``twin_clip_mode`` (``clipviz.app.lab``). The other
 pages bind a few widgets of their own to the URL (``rec_*`` on /recurrent,
 ``cliff_*`` on /cliff); they are declared here, with their types and bounds,
 in the same metadata form as ``TrainConfig``'s fields, and parsed by the same
@@ -22,9 +22,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from clipviz import cliff
-from clipviz.config import ConfigProblem, echo, format_value, parse_value
-from clipviz.recurrent import MAX_PAGE_STEPS
+from clipviz.engine.config import ConfigProblem, echo, format_value, parse_value
+from clipviz.lessons import cliff
+from clipviz.lessons.recurrent import MAX_PAGE_STEPS
 
 # Keys Streamlit itself reads from a URL: never ours to judge.
 STREAMLIT_KEYS = frozenset({"embed", "embed_options"})

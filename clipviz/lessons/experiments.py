@@ -23,8 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from clipviz.config import DEFAULT, TrainConfig
-from clipviz.trainer import Trainer
+from clipviz.engine.config import DEFAULT, TrainConfig
+from clipviz.engine.trainer import Trainer
 
 
 @dataclass(frozen=True)
@@ -194,7 +194,7 @@ def keras_fit_seconds() -> float:
     os.environ.setdefault("KERAS_BACKEND", "torch")
     import keras
 
-    from clipviz.data import reference_arrays
+    from clipviz.engine.data import reference_arrays
 
     x, y = reference_arrays()
     keras.utils.set_random_seed(1)

@@ -28,8 +28,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from clipviz.config import TrainConfig
-from clipviz.trainer import Trainer
+from clipviz.engine.config import TrainConfig
+from clipviz.engine.trainer import Trainer
 
 NETWORK_NAMES = {"rnn": "vanilla RNN", "lstm": "LSTM"}
 MAX_PAGE_STEPS = 400  # training steps per net on the page

@@ -3,7 +3,7 @@
 A map asks, for every learning rate on a log grid and every clip threshold
 (or target scale) on another: does training this configuration diverge? Each
 cell is one network. All cells of a clipping mode are the *lanes* of one
-``Trainer`` (see ``clipviz.models``): the same initial weights, the same
+``Trainer`` (see ``clipviz.engine.models``): the same initial weights, the same
 batches in the same order, each lane with its own learning rate and threshold
 (or target multiplier), trained together as one batched tensor program. A
 cell therefore equals the single run of its configuration and seed
@@ -36,8 +36,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from clipviz import budget
-from clipviz.config import DEFAULT, PRESETS, TrainConfig
+from clipviz.engine import budget
+from clipviz.engine.config import DEFAULT, PRESETS, TrainConfig
+from clipviz.engine.data import dataset_for
+from clipviz.engine.trainer import Trainer
 
 MAP_CLIP_MODES = ("none", "norm", "value")
 NETWORKS = ("mlp", "rnn", "lstm")
@@ -325,7 +327,6 @@ def train_lanes(
     progress: Progress | None = None,
 ) -> LaneOutcome:
     """Train one lane per entry of ``lr`` (all arrays the same length) to the end."""
-    from clipviz.trainer import Trainer
 
     lanes = len(lr)
     trainer = Trainer(
@@ -431,7 +432,6 @@ def run_sweep(
 
 
 def _batches_per_epoch(config: TrainConfig) -> int:
-    from clipviz.data import dataset_for
 
     return math.ceil(dataset_for(config).n_train / config.batch_size)
 
@@ -544,7 +544,6 @@ def run_target_sweep(
     spec: TargetSpec, *, progress: Progress | None = None, threads: int | None = None
 ) -> TargetSweepResult:
     """Train every cell of lr x target scale for each of ``spec.clip_modes``."""
-    from clipviz.data import dataset_for
 
     spec = spec.validated()
     base = spec.base
@@ -584,92 +583,4 @@ def run_target_sweep(
             )
     return TargetSweepResult(
         spec, base, maps, raw_std, time.perf_counter() - start, networks=spec.networks
-    )
-
-
-# ---- command line --------------------------------------------------------------
-
-
-def spec_from_args(args) -> SweepSpec:
-    """A validated ``SweepSpec`` from the ``sweep`` subcommand's arguments."""
-
-    def given(name: str, default):
-        value = getattr(args, name, None)
-        return default if value is None else value
-
-    modes = tuple(m.strip() for m in str(given("clip_modes", "norm")).split(",") if m.strip())
-    lr_low, lr_high = LR_RANGE[args.network]
-    spec = SweepSpec(
-        network=args.network,
-        grid=given("grid", DEFAULT_GRID[args.network]),
-        epochs=given("epochs", None),
-        clip_modes=modes,
-        lr_range=(given("lr_min", lr_low), given("lr_max", lr_high)),
-        threshold_range=(
-            given("threshold_min", THRESHOLD_RANGE[0]),
-            given("threshold_max", THRESHOLD_RANGE[1]),
-        ),
-        seed=given("seed", 1),
-    )
-    return spec.validated()
-
-
-def run_sweep_command(args, *, as_json: bool, json_dumps, table) -> str:
-    """The ``sweep`` subcommand: the JSON document, or a summary table per clip mode."""
-    from clipviz.cli import UsageError
-
-    try:
-        spec = spec_from_args(args)
-    except SweepError as error:
-        raise UsageError(f"argument --{error.key}: {error.message}") from None
-    result = run_sweep(spec, threads=getattr(args, "threads", None))
-    if as_json:
-        return json_dumps(result.as_dict())
-    return summary_table(result, table)
-
-
-def summary_table(result: SweepResult, table) -> str:
-    """Per clip mode: how many cells trained, went nowhere, diverged; the best cell."""
-    rows = []
-    for mode, m in result.maps.items():
-        counts = m.counts()
-        losses = np.where(np.isfinite(m.final_loss), m.final_loss, np.inf)
-        best = np.unravel_index(int(np.argmin(losses)), losses.shape)
-        finite = bool(np.isfinite(losses[best]))
-        rows.append(
-            [
-                mode,
-                m.final_loss.size,
-                counts["trained"],
-                counts["no_progress"],
-                counts["diverged"],
-                float(m.final_loss[best]) if finite else None,
-                f"{m.lrs[best[1]]:.3g}" if finite else "-",
-                f"{m.thresholds[best[0]]:.3g}" if finite and m.thresholds is not None else "-",
-            ]
-        )
-    body = table(
-        [
-            "clip mode",
-            "cells",
-            "trained",
-            "no progress",
-            "diverged",
-            "best train MSE",
-            "at lr",
-            "threshold",
-        ],
-        rows,
-    )
-    spec, base = result.spec, result.base
-    per_network_ms = 1000 * result.seconds / result.networks
-    return (
-        f"{spec.network.upper()}, {spec.grid} x {spec.grid} grid, {base.epochs} epochs "
-        f"({result.steps} steps each), seed {spec.seed}\n"
-        f"lr {result.maps[next(iter(result.maps))].lrs[0]:.3g}..{spec.lrs[-1]:.3g}, "
-        f"threshold {spec.thresholds[0]:.3g}..{spec.thresholds[-1]:.3g} (log grids)\n\n"
-        f"{body}\n\n"
-        f"{result.networks} networks in {result.seconds:.2f} s "
-        f"({per_network_ms:.2f} ms per network)\n"
-        "no progress: finite, but the final training loss is not below the initial one."
     )

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # config imports this module; the type is only for hints
-    from clipviz.config import TrainConfig
+    from clipviz.engine.config import TrainConfig
 
 MAX_STEP_ELEMENTS = 2_000_000  # one step's activations (memory)
 MAX_PARAMETERS = 600_000  # the network's size (resident memory)
