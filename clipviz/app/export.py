@@ -19,47 +19,29 @@ configuration needs, so they read as plain training loops.
 
 from __future__ import annotations
 
-import csv
-import io
-import math
 from collections.abc import Sequence
 
+from clipviz.engine import records
 from clipviz.engine.config import CLIP_MODE_LABELS, TrainConfig, format_value
 from clipviz.engine.trainer import STEP_FIELDS, Trainer
 
 # ---- CSV -------------------------------------------------------------------
 
 
-def _number(value: float) -> str:
-    value = float(value)
-    if math.isnan(value):
-        return "nan"
-    if math.isinf(value):
-        return "inf" if value > 0 else "-inf"
-    return f"{value:.9g}"
-
-
 def records_csv(runs: Sequence[tuple[str, Trainer]] | Trainer) -> str:
-    """The per-step records of one or more runs as CSV text (one row per step).
+    """The per-step records of one or more runs as CSV text (``clipviz.engine.records``).
 
     ``runs`` is a trainer or a list of ``(label, trainer)``; with several, a
-    first column ``run`` names the run of each row. Columns: step, epoch
-    (fractional), every per-step statistic, one ``grad_norm[<layer>]`` per
-    layer, and ``epoch_train_loss``/``epoch_test_loss`` filled on the last
-    step of each epoch (the whole-set losses, in the units the net trains on).
+    first column ``run`` names the run of each row. The whole-set losses sit on
+    the last step of each epoch, in the units the net trains on.
     """
     if isinstance(runs, Trainer):
         runs = [("", runs)]
     several = len(runs) > 1
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
     layer_names = runs[0][1].layout.layer_names if runs else ()
-    header = (["run"] if several else []) + ["step", "epoch", *STEP_FIELDS]
-    header += [f"grad_norm[{name}]" for name in layer_names]
-    header += ["epoch_train_loss", "epoch_test_loss"]
-    writer.writerow(header)
+    columns = records.header(STEP_FIELDS, layer_names, several=several)
+    body = []
     for label, trainer in runs:
-        records = trainer.records()
         epochs = trainer.epoch_records()
         end_of_epoch = {
             int(e) * trainer.batches_per_epoch: (train, test)
@@ -67,17 +49,14 @@ def records_csv(runs: Sequence[tuple[str, Trainer]] | Trainer) -> str:
                 epochs["epoch"], epochs["train_loss"], epochs["test_loss"], strict=True
             )
         }
-        layers = records.get("layer_grad_norm")
-        for i, step in enumerate(records["step"]):
-            row = [label] if several else []
-            row += [str(int(step)), f"{records['epoch'][i]:.6g}"]
-            row += [_number(records[name][i]) if name in records else "" for name in STEP_FIELDS]
-            if layers is not None:
-                row += [_number(v) for v in layers[i]]
-            losses = end_of_epoch.get(int(step))
-            row += [_number(losses[0]), _number(losses[1])] if losses else ["", ""]
-            writer.writerow(row)
-    return out.getvalue()
+        body += records.rows(
+            trainer.records(),
+            columns,
+            layer_names=layer_names,
+            epoch_losses=end_of_epoch,
+            run=label,
+        )
+    return records.to_csv(columns, body)
 
 
 # ---- scripts: shared pieces --------------------------------------------------
