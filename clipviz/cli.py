@@ -255,14 +255,35 @@ def _problem_line(problem: ConfigProblem) -> str:
 
 def cmd_train(args) -> str:
     from clipviz.engine.trainer import Trainer
+    from clipviz.lessons import fixes
+    from clipviz.lessons.diagnose import signs_of
 
     config = config_from_args(args)
-    summary = Trainer(config).run().summary()
-    document = summary.as_dict()
+    trainer = Trainer(config).run()
+    result = trainer.result()
+    findings = signs_of(trainer)
+    tried = fixes.verify_fixes(config) if result.exploded_at or findings else []
+    document = {
+        **result.as_dict(),
+        "signs": [{"sign": f.key, "step": f.step, "detail": f.detail} for f in findings],
+        "fixes": [v.as_dict() for v in fixes.offered(tried)],
+        "fixes_tried": [v.as_dict() for v in tried],
+    }
     if args.json:
         return _json(document)
     lines = [f"{config.label()}"]
-    lines += [f"  {k:<18} {_fmt(v)}" for k, v in document.items() if k != "config"]
+    lines += [
+        f"  {k:<20} {_fmt(v)}"
+        for k, v in document.items()
+        if k not in ("config", "signs", "fixes", "fixes_tried")
+    ]
+    lines.append("  signs" + ("" if findings else "                none"))
+    lines += [f"    step {f.step:>6}  {f.sign.title}: {f.detail}" for f in findings]
+    if tried:
+        lines.append("  fixes (each trained to the end from the same start)")
+        lines += [
+            f"    {'works' if v.works else 'fails'}  {v.fix.label}: {v.outcome}" for v in tried
+        ]
     return "\n".join(lines)
 
 

@@ -26,7 +26,15 @@ with left:
     st.latex(
         r"\frac{\partial L}{\partial h_0} = \frac{\partial L}{\partial h_T}"
         r"\prod_{t=1}^{T} \frac{\partial h_t}{\partial h_{t-1}}"
-        r"\qquad\Rightarrow\qquad \left\|\frac{\partial L}{\partial h_0}\right\| \sim \lambda^{T}"
+        r"\qquad\Rightarrow\qquad \left\|\frac{\partial L}{\partial h_0}\right\| \le"
+        r"\left\|\frac{\partial L}{\partial h_T}\right\| \lambda^{T}"
+    )
+    st.markdown(
+        "Here $\\lambda$ is the largest size (norm) of any one factor "
+        "$\\partial h_t / \\partial h_{t-1}$. The inequality is a ceiling, not a forecast: "
+        "with every factor's size below 1 the gradient must fade; above 1 it is free to "
+        "grow exponentially, and whether it does depends on how the factors line up "
+        "(Pascanu, Mikolov & Bengio, 2013)."
     )
     st.markdown(
         "A huge gradient makes a huge weight update. The weights are thrown far from where "
@@ -55,8 +63,8 @@ st.divider()
 st.subheader("A checklist for a run that misbehaves")
 st.markdown(
     "Tick what you see in your own run. Each line links to a Training Lab configuration "
-    "that shows it (the link opens in a new tab); the Lab names these signs on a live run "
-    "and says at which step each first appeared."
+    "that shows it (the link opens in a new tab). The Lab names these signs on a live run "
+    "as they appear, with the step of each, and offers only fixes it has tried."
 )
 signs_col, fixes_col = st.columns(2, gap="large")
 
@@ -112,8 +120,9 @@ MAP = [
 ]
 
 
-for row in (MAP[:3], MAP[3:]):
-    for col, (page, title, blurb) in zip(st.columns(3), row, strict=True):
+for start in range(0, len(MAP), 3):
+    row = MAP[start : start + 3]
+    for col, (page, title, blurb) in zip(st.columns(3), row, strict=False):
         with col, st.container(border=True):
             st.page_link(page, label=f"**{title}**")
             st.caption(blurb)

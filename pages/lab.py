@@ -18,31 +18,34 @@ from streamlit.errors import StreamlitAPIException
 from app_boot import ensure_router
 from clipviz.app import export, lab
 from clipviz.app.player import SPEEDS, Player
-from clipviz.app.urlkeys import plain_markdown
 from clipviz.engine.config import (
-    ACTIVATIONS,
     CLIP_MODE_LABELS,
     CLIP_MODES,
     DEFAULT,
     FIELDS,
-    NETWORKS,
-    OPTIMIZERS,
+    GROUPS,
     PRESETS,
-    TARGET_SCALINGS,
-    TASKS,
     TrainConfig,
-    format_value,
+)
+from clipviz.engine.labstate import (
+    CUSTOM,
+    TWIN_KEY,
+    TWIN_MODE_KEY,
+    LabState,
+    default_twin_mode,
 )
 from clipviz.figures.training import lab_figure
+from clipviz.lessons import fixes
 
 ensure_router()
 
-RUN, PLAYER, VALUES, PROBLEMS, RUN_ID = (
+RUN, PLAYER, VALUES, PROBLEMS, RUN_ID, TEACHER = (
     "_lab_run",
     "_lab_player",
     "_lab_values",
     "_lab_url_problems",
     "_lab_run_id",
+    "_lab_teacher",  # (hide, autoplay) from the link: not widgets, kept for the share link
 )
 PLOTLY_CONFIG = {
     "displaylogo": False,
@@ -66,7 +69,7 @@ def lab_values(config: TrainConfig) -> dict:
     return {key: getattr(config, key) for key in FIELDS}
 
 
-def load_config(config: TrainConfig, preset: str = lab.CUSTOM) -> None:
+def load_config(config: TrainConfig, preset: str = CUSTOM) -> None:
     """Put ``config`` into every setting widget (before they are drawn)."""
     for key, value in lab_values(config).items():
         state[key] = value
@@ -95,19 +98,23 @@ def on_preset() -> None:
 
 
 def on_setting() -> None:
-    state["preset"] = lab.CUSTOM  # the settings no longer are the preset's
+    state["preset"] = CUSTOM  # the settings no longer are the preset's
     state.pop(PROBLEMS, None)
 
 
-def wanted_configs() -> tuple[TrainConfig, TrainConfig | None]:
-    """The run the settings ask for now: (config, twin config or None)."""
-    config = TrainConfig.from_params(current_values())[0]
-    if not state.get(lab.TWIN_KEY, False):
-        return config, None
-    mode = state.get(lab.TWIN_MODE_KEY)
-    if mode not in CLIP_MODES or mode == config.clip_mode:
-        mode = lab.default_twin_mode(config)
-    return config, lab.twin_config(config, mode)
+def wanted_state(config: TrainConfig | None = None) -> LabState:
+    """The Lab state the widgets (and the link's teacher keys) ask for now."""
+    if config is None:
+        config = TrainConfig.from_params(current_values())[0]
+    hide, autoplay = state.get(TEACHER, ((), False))
+    return LabState(
+        config,
+        state.get("preset", CUSTOM),
+        bool(state.get(TWIN_KEY, False)),
+        state.get(TWIN_MODE_KEY),
+        hide,
+        autoplay,
+    )
 
 
 def current_run() -> lab.LabRun:
@@ -119,7 +126,8 @@ def current_run() -> lab.LabRun:
     """
     run = state.get(RUN)
     if run is None or run.closed:
-        run = build_run(*wanted_configs())
+        wanted = wanted_state()
+        run = build_run(wanted.config, wanted.twin_config)
         replace_run(run)
     return run
 
@@ -153,18 +161,22 @@ def build_run(config: TrainConfig, twin: TrainConfig | None) -> lab.LabRun:
 
 def open_page() -> None:
     params = {key: st.query_params.get_all(key) for key in st.query_params}
-    query = lab.parse_query(params)
-    load_config(query.config, query.preset)
-    state[lab.TWIN_KEY] = query.twin
-    state[lab.TWIN_MODE_KEY] = query.twin_clip_mode or lab.default_twin_mode(query.config)
+    opened, problems = LabState.from_query(params)
+    load_config(opened.config, opened.preset)
+    state[TWIN_KEY] = opened.twin
+    state[TWIN_MODE_KEY] = opened.effective_twin_mode
+    state[TEACHER] = (opened.hide, opened.autoplay)
     state[PLAYER] = state.get(PLAYER) or Player()
     replace_run(None)
-    state[PROBLEMS] = [lab.problem_text(p) for p in query.problems]
+    if opened.autoplay:  # a teacher's link: start playing at once
+        state[PLAYER].play(current_run())
+    state[PROBLEMS] = [lab.problem_text(p) for p in problems]
     shown = {key: values[-1] if values else "" for key, values in params.items()}
-    if shown != query.canonical:
+    canonical = opened.to_params()
+    if shown != canonical:
         # Bound widgets would read the URL as it is: give them its cleaned form.
         try:
-            st.query_params.from_dict(query.canonical)
+            st.query_params.from_dict(canonical)
         except StreamlitAPIException:  # already bound: the values above win
             return
         st.rerun()
@@ -174,162 +186,87 @@ if "network" not in state:
     open_page()
 
 
-# ---- sidebar: the settings ------------------------------------------------------------
+# ---- sidebar: the settings, generated from TrainConfig's field table ----------------
 
 
-def select(label: str, key: str, options, help: str, **kwargs):
-    return st.selectbox(
-        label,
-        options,
-        index=list(options).index(getattr(DEFAULT, key)),
-        key=key,
+def setting_widget(setting: lab.Setting) -> None:
+    """The widget of one setting, keyed by its field and bound to the URL."""
+    common = dict(
+        key=setting.key,
         bind="query-params",
         on_change=on_setting,
-        help=help,
-        **kwargs,
+        help=setting.hint,
     )
-
-
-def number(label: str, key: str, help: str, *, low=None, high=None, **kwargs):
-    """A number widget whose bounds are the field's (``low``/``high`` for open bounds).
-
-    A link may hold any valid value, even one past the friendly bounds given
-    for an open interval (a clip norm of 1e-6): the bounds then widen to it.
-    """
-    meta = FIELDS[key].metadata
-    current = state.get(key, getattr(DEFAULT, key))
-    low = min(meta["ge"] if low is None else low, current)
-    high = max(meta["le"] if high is None else high, current)
-    return st.number_input(
-        label,
-        min_value=low,
-        max_value=high,
-        value=getattr(DEFAULT, key),
-        key=key,
-        bind="query-params",
-        on_change=on_setting,
-        help=help,
-        **kwargs,
-    )
+    if setting.widget == "select":
+        options = list(setting.options)
+        st.selectbox(
+            setting.label,
+            options,
+            index=options.index(getattr(DEFAULT, setting.key)),
+            **common,
+        )
+    elif setting.widget == "lr_slider":
+        st.select_slider(
+            setting.label,
+            lab.lr_options(state.get(setting.key)),
+            value=getattr(DEFAULT, setting.key),
+            format_func=lab.lr_label,
+            **common,
+        )
+    elif setting.widget == "toggle":
+        st.toggle(setting.label, value=getattr(DEFAULT, setting.key), **common)
+    else:
+        # A link may hold any valid value, even one past the friendly bounds of an
+        # open interval (a clip norm of 1e-6): the bounds then widen to it.
+        current = state.get(setting.key, getattr(DEFAULT, setting.key))
+        low = setting.low if setting.low is None else min(setting.low, current)
+        high = setting.high if setting.high is None else max(setting.high, current)
+        extra = {}
+        if setting.step is not None:
+            extra["step"] = setting.step
+        if setting.format is not None:
+            extra["format"] = setting.format
+        st.number_input(
+            setting.label,
+            min_value=low,
+            max_value=high,
+            value=getattr(DEFAULT, setting.key),
+            **common,
+            **extra,
+        )
 
 
 values = current_values()
 for key, value in values.items():  # a widget coming back keeps its last value
     state.setdefault(key, value)
-shown = TrainConfig.from_params(values)[0]
+config, problems = TrainConfig.from_params(values)  # once per script run
+state[VALUES] = lab_values(config)
+shown = wanted_state(config)
 
 with st.sidebar:
-    st.selectbox(
-        "Preset",
-        lab.PRESET_OPTIONS,
-        key="preset",
-        bind="query-params",
-        on_change=on_preset,
-        help="A prepared configuration. Changing any setting makes it your own (custom).",
-    )
-    if state["preset"] in PRESETS:
-        st.caption(PRESETS[state["preset"]].description)
-
-    st.subheader("Network")
-    select("Network", "network", NETWORKS, "mlp: the tutorial's dense net; lstm / rnn: recurrent")
-    if shown.network == "mlp":
-        number("Hidden layers", "depth", "More layers, more factors in the gradient's product.")
-        number("Units per hidden layer", "width", "Width of every hidden layer.")
-        select("Activation", "activation", ACTIVATIONS, "The hidden layers' nonlinearity.")
-    else:
-        select("Task", "task", TASKS, "adding: sum two marked numbers; digits: read 8x8 images.")
-        if shown.task == "adding":
-            number("Sequence length", "seq_len", "Time steps the gradient must travel back.")
-        number("Hidden units", "hidden_size", "Size of the recurrent state.")
-        if shown.network == "rnn":
-            number(
-                "Recurrent weight scale",
-                "recurrent_scale",
-                "Above 1, the recurrent Jacobians tend to grow the gradient.",
-                low=0.05,
-                step=0.1,
-                format="%g",
-            )
-        number("Truncate backprop (steps)", "tbptt", "0 = through the whole sequence.")
-
-    st.subheader("Data")
-    if "target_scaling" in shown.relevant_keys():
-        select(
-            "Target scaling",
-            "target_scaling",
-            TARGET_SCALINGS,
-            "The unscaled target spans about -400..400: large errors, large gradients.",
+    if not shown.hides("preset"):
+        st.selectbox(
+            "Preset",
+            lab.PRESET_OPTIONS,
+            key="preset",
+            bind="query-params",
+            on_change=on_preset,
+            help="A prepared configuration. Changing any setting makes it your own (custom).",
         )
-    if shown.is_recurrent:
-        number("Training sequences", "n_train", "Examples per epoch.")
-    number("Seed", "seed", "Initial weights and batch order.")
-
-    st.subheader("Optimizer")
-    select("Optimizer", "optimizer", OPTIMIZERS, "SGD with momentum, or Adam.")
-    st.select_slider(
-        "Learning rate (log scale)",
-        lab.lr_options(state.get("lr")),
-        value=DEFAULT.lr,
-        format_func=lab.lr_label,
-        key="lr",
-        bind="query-params",
-        on_change=on_setting,
-        help="Step size. Each mark is 1, 2, 3 or 5 times a power of ten.",
-    )
-    if shown.optimizer == "sgd":
-        number(
-            "Momentum",
-            "momentum",
-            "Fraction of the last update carried on.",
-            high=0.999,
-            step=0.05,
-            format="%g",
-        )
-    number("Batch size", "batch_size", "Examples per optimizer step.")
-    number("Epochs", "epochs", "Passes over the training set.")
-    number(
-        "Weight decay (L2)", "weight_decay", "Penalty pulling weights to 0.", step=1e-3, format="%g"
-    )
-
-    st.subheader("Clipping")
-    select(
-        "Clip mode",
-        "clip_mode",
-        CLIP_MODES,
-        " · ".join(f"{mode}: {CLIP_MODE_LABELS[mode]}" for mode in CLIP_MODES),
-    )
-    label = CLIP_MODE_LABELS[shown.clip_mode]
-    st.caption(label[0].upper() + label[1:])
-    if shown.uses_clip_norm:
-        number(
-            "Clip norm c",
-            "clip_norm",
-            "Largest gradient norm allowed.",
-            low=1e-4,
-            step=0.1,
-            format="%g",
-        )
-    if shown.uses_clip_value:
-        number(
-            "Clip value c",
-            "clip_value",
-            "Each component forced into [-c, c].",
-            low=1e-4,
-            step=0.5,
-            format="%g",
-        )
-    if shown.clip_mode == "layerwise_value":
-        number(
-            "Clip value, output layer",
-            "clip_value_output",
-            "Graves (2013) allowed the output layer [-100, 100].",
-            low=1e-4,
-            step=10.0,
-            format="%g",
-        )
-
-config, problems = TrainConfig.from_params(current_values())
-state[VALUES] = lab_values(config)
+        if state["preset"] in PRESETS:
+            st.caption(PRESETS[state["preset"]].description)
+    for group, settings in lab.settings_by_group().items():
+        visible = [s for s in settings if s.shown(shown)]
+        if not visible:
+            continue
+        st.subheader(GROUPS[group])
+        for setting in visible:
+            setting_widget(setting)
+            if setting.key == "clip_mode":
+                label = CLIP_MODE_LABELS[shown.config.clip_mode]
+                st.caption(label[0].upper() + label[1:])
+    if shown.hide:
+        st.caption("Some controls are hidden by the link you opened.")
 
 # ---- main area -------------------------------------------------------------------------
 
@@ -341,15 +278,16 @@ st.caption(
 for text in state.get(PROBLEMS) or []:
     st.warning(text, icon=":material/warning:")  # lab.problem_text: escaped already
 for problem in problems:
-    st.warning(plain_markdown(f"{problem}. Using {format_value(getattr(config, problem.key))}."))
+    st.warning(lab.setting_problem_text(problem, config))
 
 # The twin is part of what is trained, so it is read before the run is built;
 # its widgets are drawn with the other controls below.
-twin_on = bool(state.get(lab.TWIN_KEY, False))
 twin_modes = [m for m in CLIP_MODES if m != config.clip_mode]
-if state.get(lab.TWIN_MODE_KEY) not in twin_modes:
-    state[lab.TWIN_MODE_KEY] = lab.default_twin_mode(config)
-twin_config = lab.twin_config(config, state[lab.TWIN_MODE_KEY]) if twin_on else None
+if state.get(TWIN_MODE_KEY) not in twin_modes:
+    state[TWIN_MODE_KEY] = default_twin_mode(config)
+shown = wanted_state(config)  # the state this run shows, for the link and the other pages
+state[lab.SESSION_LINK] = shown.to_query()
+twin_on, twin_config = shown.twin, shown.twin_config
 
 player: Player = state[PLAYER]
 run: lab.LabRun | None = state.get(RUN)
@@ -375,17 +313,19 @@ with st.container(horizontal=True, vertical_alignment="bottom", gap="small"):
         "so the page stays responsive.",
     )
     player.set_speed(speed)
-    st.toggle(
-        "Twin run",
-        key=lab.TWIN_KEY,
-        bind="query-params",
-        help="Train a copy in lock-step (same start, same batches) that differs only in clipping.",
-    )
-    if twin_on:
+    if not shown.hides("twin"):
+        st.toggle(
+            "Twin run",
+            key=TWIN_KEY,
+            bind="query-params",
+            help="Train a copy in lock-step (same start, same batches) that differs only in "
+            "clipping.",
+        )
+    if twin_on and not shown.hides("twin"):
         st.selectbox(
             "Twin clip mode",
             twin_modes,
-            key=lab.TWIN_MODE_KEY,
+            key=TWIN_MODE_KEY,
             bind="query-params",
             width=190,
             help="How the twin clips; everything else is yours.",
@@ -400,8 +340,62 @@ live_chart = st.components.v2.component(
 )
 
 
+@st.cache_data(max_entries=64, show_spinner="Trying the usual fixes on this run…")
+def verified_fixes(config: TrainConfig) -> list:
+    """Every candidate fix trained to the end: once per configuration per server."""
+    return fixes.verify_fixes(config)
+
+
+def signs_line(diagnosis: lab.Diagnosis) -> str:
+    """One line above the chart, always there (so the chart never jumps)."""
+    if not diagnosis.findings:
+        return "No signs of exploding gradients so far."
+    return "Signs so far: " + " · ".join(
+        f"{f.sign.title.lower()} (step {f.step:,})" for f in diagnosis.findings
+    )
+
+
+def diagnosis_panel(run: lab.LabRun, diagnosis: lab.Diagnosis, playing: bool) -> None:
+    """Below the chart: each sign with its step and why, and the fixes that were tried."""
+    if not diagnosis.troubled:
+        return
+    with st.container(border=True):
+        if diagnosis.exploded:
+            st.markdown(diagnosis.where)
+        if diagnosis.findings:
+            st.markdown(
+                "**Signs found**, in the order they appeared:\n"
+                + "\n".join(f"- {lab.finding_text(f)} *{f.sign.why}*" for f in diagnosis.findings)
+            )
+        if playing:
+            st.caption("Fixes are tried when the run pauses or ends.")
+            return
+        tried = verified_fixes(run.config)
+        working = fixes.offered(tried)[:4]
+        if working:
+            st.markdown(
+                "**Fixes that work here**, each tried from the same start on the same "
+                "batches (a click changes the settings and resets the run):"
+            )
+            columns = st.columns(len(working))
+            for column, verified in zip(columns, working, strict=True):
+                column.button(
+                    verified.fix.label,
+                    key=f"fix_{verified.fix.key}",
+                    help=verified.fix.why,
+                    on_click=on_fix,
+                    args=(verified.fix,),
+                    width="stretch",
+                )
+                column.caption(lab.fix_caption(verified))
+        elif tried:
+            st.markdown(lab.NO_FIX_WORKS)
+            for verified in tried:
+                st.markdown(f"- **{verified.fix.label}**: {verified.outcome}.")
+
+
 def live_area() -> None:
-    """Status, explosion and charts: redrawn every tick while playing."""
+    """Status, explosion, signs and charts: redrawn every tick while playing."""
     run = current_run()  # a tick may land between a Reset and the next script run
     player: Player = state[PLAYER]
     if player.playing and player.tick(run).finished:
@@ -409,28 +403,9 @@ def live_area() -> None:
     st.progress(run.progress, text=run.counter_text())
 
     diagnosis = lab.diagnose(run.primary)
-    if diagnosis is not None:
+    if diagnosis.exploded:
         st.error(diagnosis.headline)
-        with st.container(border=True):
-            st.markdown(diagnosis.where)
-            if diagnosis.findings:
-                st.markdown(
-                    "Signs found:\n"
-                    + "\n".join(f"- {lab.finding_text(f)}" for f in diagnosis.findings)
-                )
-            shown_fixes = diagnosis.fixes[:4]
-            if shown_fixes:
-                st.markdown("**Try a fix** (changes the settings and resets the run):")
-                columns = st.columns(len(shown_fixes))
-                for column, fix in zip(columns, shown_fixes, strict=True):
-                    column.button(
-                        fix.label,
-                        key=f"fix_{fix.key}",
-                        help=fix.why,
-                        on_click=on_fix,
-                        args=(fix,),
-                        width="stretch",
-                    )
+    st.caption(signs_line(diagnosis))
     if run.twin is not None and run.twin.explosion is not None:
         label = lab.clip_label(run.twin_config)
         st.warning(
@@ -445,6 +420,7 @@ def live_area() -> None:
     live_chart(
         data=lab.figure_json(figure, PLOTLY_CONFIG), key="lab_charts", height=figure.layout.height
     )
+    diagnosis_panel(run, diagnosis, player.playing)
 
 
 st.fragment(live_area, run_every=player.run_every)()
@@ -469,43 +445,50 @@ with st.expander("How to read the charts"):
 
 # ---- share and export -------------------------------------------------------------------
 
-st.subheader("Share and export")
-query = config.to_query()
-if twin_on:
-    query += f"&{lab.TWIN_KEY}=true&{lab.TWIN_MODE_KEY}={twin_config.clip_mode}"
-page_url = (st.context.url or "/lab").split("?")[0]
-st.markdown("A link that opens exactly this configuration:")
-st.code(f"{page_url}?{query}", language=None, wrap_lines=True)
-csv_col, torch_col, keras_col = st.columns(3)
-csv_col.download_button(
-    "Per-step records (CSV)",
-    data=lambda run=run: export.records_csv(run.labelled()),
-    file_name=f"clipviz_{config.network}_records.csv",
-    mime="text/csv",
-    on_click="ignore",
-    width="stretch",
-)
-torch_code = export.pytorch_script(config)
-keras_code = export.keras_script(config)
-torch_col.download_button(
-    "PyTorch script",
-    torch_code,
-    file_name=export.script_filename(config, "pytorch"),
-    mime="text/x-python",
-    on_click="ignore",
-    width="stretch",
-)
-keras_col.download_button(
-    "Keras 3 script",
-    keras_code,
-    file_name=export.script_filename(config, "keras"),
-    mime="text/x-python",
-    on_click="ignore",
-    width="stretch",
-)
-with st.expander("The PyTorch script: it trains this configuration and prints the Lab's losses"):
-    st.code(torch_code, language="python")
-with st.expander("The Keras 3 script"):
-    st.code(keras_code, language="python")
+
+def share_and_export(shown: LabState, run: lab.LabRun) -> None:
+    """The share link (the codec's form of what is shown) and the downloads."""
+    config = shown.config
+    st.subheader("Share and export")
+    page_url = (st.context.url or "/lab").split("?")[0]
+    st.markdown("A link that opens exactly this configuration:")
+    st.code(shown.url(page_url), language=None, wrap_lines=True)
+    csv_col, torch_col, keras_col = st.columns(3)
+    csv_col.download_button(
+        "Per-step records (CSV)",
+        data=lambda run=run: export.records_csv(run.labelled()),
+        file_name=f"clipviz_{config.network}_records.csv",
+        mime="text/csv",
+        on_click="ignore",
+        width="stretch",
+    )
+    torch_code = export.pytorch_script(config)
+    keras_code = export.keras_script(config)
+    torch_col.download_button(
+        "PyTorch script",
+        torch_code,
+        file_name=export.script_filename(config, "pytorch"),
+        mime="text/x-python",
+        on_click="ignore",
+        width="stretch",
+    )
+    keras_col.download_button(
+        "Keras 3 script",
+        keras_code,
+        file_name=export.script_filename(config, "keras"),
+        mime="text/x-python",
+        on_click="ignore",
+        width="stretch",
+    )
+    with st.expander(
+        "The PyTorch script: it trains this configuration and prints the Lab's losses"
+    ):
+        st.code(torch_code, language="python")
+    with st.expander("The Keras 3 script"):
+        st.code(keras_code, language="python")
+
+
+if not shown.hides("export"):
+    share_and_export(shown, run)
 
 plotly_loader(key="plotly_loader")

@@ -12,6 +12,7 @@ import streamlit as st
 from app_boot import ensure_router
 from clipviz.app import urlkeys
 from clipviz.engine.config import DEFAULT, PRESETS, ConfigProblem, TrainConfig
+from clipviz.engine.labstate import LabState
 from clipviz.figures import recurrent as figures
 from clipviz.lessons import recurrent
 from url_guard import guard_query
@@ -164,7 +165,7 @@ for column, name in zip(preset_columns, PRESET_NAMES, strict=True):
         help=preset.description,
         use_container_width=True,
     )
-    column.markdown(f"[Open in the Lab ↗](/lab?preset={name})")
+    column.markdown(f"[Open in the Lab ↗]({LabState.of_preset(name).url()})")
 
 left, middle, right = st.columns(3, gap="large")
 with left:

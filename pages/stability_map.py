@@ -4,9 +4,10 @@ Widgets and layout only: the networks are trained by ``clipviz.engine.sweep``, t
 heatmaps drawn by ``clipviz.figures.stability``. Results are kept in a small
 process-wide store keyed by the settings, so revisiting a map is instant.
 
-The learner's current Lab configuration is read from ``st.session_state
-["lab_config"]`` (a ``TrainConfig`` the Lab page stores) or else from this
-page's own URL query parameters (the Lab's keys, e.g. ``?lr=0.01&clip_mode=norm``).
+The learner's current Lab configuration is the Lab's state the Lab page
+leaves in the session (``clipviz.app.lab.SESSION_LINK``, written by the one
+Lab-state codec) or else this page's own URL query parameters (the Lab's
+keys, e.g. ``?lr=0.01&clip_mode=norm``), read by the same codec.
 """
 
 from __future__ import annotations
@@ -17,16 +18,18 @@ from collections import OrderedDict
 import streamlit as st
 
 from app_boot import ensure_router
+from clipviz.app import lab as lab_page
 from clipviz.app import urlkeys
 from clipviz.engine import sweep
 from clipviz.engine.config import FIELDS, TrainConfig
 from clipviz.engine.data import dataset_for
+from clipviz.engine.labstate import LAB_KEYS, LabState, lab_url
 from clipviz.figures import stability as figures
 from url_guard import guard_query
 
 ensure_router()
 # The page's only URL keys are the Lab's (``learner_config``); anything else is reported.
-guard_query("stability_map", urlkeys.NO_KEYS, also_allowed=frozenset({*FIELDS, "preset"}))
+guard_query("stability_map", urlkeys.NO_KEYS, also_allowed=LAB_KEYS)
 
 GRIDS = [8, 12, 16, 24, 32]
 EPOCHS = [5, 10, 20, 30, 50, 100]
@@ -82,15 +85,15 @@ def _fmt(value: float) -> str:
 
 
 def learner_config() -> tuple[TrainConfig | None, list[str]]:
-    """The Lab's configuration (session state), or one given in this page's URL."""
-    config = st.session_state.get("lab_config")
-    if isinstance(config, TrainConfig):
-        return config, []
-    params = {k: v for k, v in st.query_params.to_dict().items() if k in FIELDS or k == "preset"}
+    """The Lab's configuration (left in the session by the Lab), or one in this page's URL."""
+    in_session = lab_page.state_in_session(st.session_state.get(lab_page.SESSION_LINK))
+    if in_session is not None:
+        return in_session.config, []
+    params = {k: st.query_params.get_all(k) for k in st.query_params if k in LAB_KEYS}
     if not params:
         return None, []
-    config, problems = TrainConfig.from_params(params)
-    return config, [str(p) for p in problems]
+    state, problems = LabState.from_query(params)
+    return state.config, [str(p) for p in problems]
 
 
 def differences(config: TrainConfig, base: TrainConfig) -> list[str]:
@@ -285,7 +288,7 @@ text.markdown(
         "train MSE",
     )
 )
-button.link_button("Open in the Lab", f"./lab?{config.to_query()}", type="primary")
+button.link_button("Open in the Lab", lab_url(config, "./lab"), type="primary")
 
 # ---- what it shows -----------------------------------------------------------------------
 
@@ -364,7 +367,7 @@ if isinstance(selected_target, figures.Cell) and selected_target.clip_mode in ta
         )
         lab_config = target.cell_config(selected_target.clip_mode, r, c)
         if lab_config is not None:
-            st.link_button("Open in the Lab", f"./lab?{lab_config.to_query()}")
+            st.link_button("Open in the Lab", lab_url(lab_config, "./lab"))
         else:
             st.caption(
                 "The Lab offers the unscaled target (the dotted 'tutorial target' row) and a "

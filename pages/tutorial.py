@@ -10,7 +10,12 @@ import streamlit as st
 
 from app_boot import ensure_router
 from clipviz.figures.training import grad_norm_figure, loss_figure
-from clipviz.figures.tutorial import extension_figure, signs_timeline_figure, target_figure
+from clipviz.figures.tutorial import (
+    chapter_trace,
+    extension_figure,
+    signs_timeline_figure,
+    target_figure,
+)
 from clipviz.lessons import story
 
 ensure_router()
@@ -124,12 +129,12 @@ def _fell(run: story.ChapterRun) -> str:
 def _run_charts(run: story.ChapterRun, revision: str) -> None:
     left, right = st.columns(2)
     left.plotly_chart(
-        loss_figure([run.trace], revision=f"{revision}-loss"),
+        loss_figure([chapter_trace(run)], revision=f"{revision}-loss"),
         key=f"{revision}_loss",
         width="stretch",
     )
     right.plotly_chart(
-        grad_norm_figure([run.trace], revision=f"{revision}-grad"),
+        grad_norm_figure([chapter_trace(run)], revision=f"{revision}-grad"),
         key=f"{revision}_grad",
         width="stretch",
     )
@@ -228,7 +233,7 @@ if unscaled.findings:
         )
     )
 st.plotly_chart(
-    signs_timeline_figure(unscaled.trace, unscaled.findings),
+    signs_timeline_figure(chapter_trace(unscaled), unscaled.findings),
     key="signs_timeline",
     width="stretch",
 )
@@ -326,7 +331,7 @@ with st.container(border=True):
         "old rule), so the same script run today is a slightly different experiment."
     )
     _lab_link(
-        clip_norm.config.replace(clip_mode="norm_per_tensor").to_query(),
+        story.lab_query(clip_norm.config.replace(clip_mode="norm_per_tensor")),
         "See per-tensor clipping (today's Keras clipnorm) in the Lab",
     )
 

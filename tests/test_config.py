@@ -140,4 +140,5 @@ def test_relevant_keys_follow_the_network_and_mode():
     rnn = DEFAULT.replace(network="rnn", clip_mode="norm_value")
     assert {"clip_norm", "clip_value", "seq_len", "recurrent_scale"} <= set(rnn.relevant_keys())
     assert "depth" not in rnn.relevant_keys()
-    assert "lr=0.01" in DEFAULT.to_query()
+    assert DEFAULT.to_params()["lr"] == "0.01"
+    assert DEFAULT.to_params(skip_defaults=True) == {}

@@ -27,8 +27,9 @@ import pytest
 
 from clipviz.app.export import keras_script, pytorch_script, records_csv, script_filename
 from clipviz.engine.config import CLIP_MODES, NETWORKS, PRESETS, TrainConfig
+from clipviz.engine.labstate import lab_url
 from clipviz.engine.records import CORE_COLUMNS, CSV_NAME
-from clipviz.engine.trainer import STEP_FIELDS, Trainer, TwinRun
+from clipviz.engine.trainer import STEP_FIELDS, Trainer
 
 EPOCH_LINE = re.compile(r"^epoch (\d+): train (?:MSE|cross-entropy) (\S+), test \S+ (\S+)$")
 
@@ -182,12 +183,13 @@ def test_csv_gives_the_epoch_losses_on_the_last_step_of_each_epoch():
 
 
 def test_csv_of_a_twin_run_names_each_row_and_writes_nan_at_the_explosion():
-    pair = TwinRun(PRESETS["tutorial_clip_norm"].config)
-    for trainer in (pair.primary, pair.twin):
+    clipped = PRESETS["tutorial_clip_norm"].config
+    primary, twin = Trainer(clipped), Trainer(clipped.replace(clip_mode="none"))
+    for trainer in (primary, twin):
         trainer.step(30)
-    rows = parse_csv(records_csv([("clipped", pair.primary), ("unclipped", pair.twin)]))
+    rows = parse_csv(records_csv([("clipped", primary), ("unclipped", twin)]))
     assert list(rows[0])[0] == "run"
-    exploded = pair.twin.exploded_at
+    exploded = twin.exploded_at
     assert exploded is not None
     assert [r["run"] for r in rows] == ["clipped"] * 30 + ["unclipped"] * exploded
     last = rows[-1]
@@ -224,7 +226,7 @@ def test_scripts_compile_for_every_network_clip_mode_and_optimizer(config):
 def test_script_names_its_settings_and_how_to_run_it():
     config = PRESETS["tutorial_clip_norm"].config
     source = pytorch_script(config)
-    assert config.to_query() in source
+    assert lab_url(config) in source
     assert f"python {script_filename(config, 'pytorch')}" in source
     assert "clip_grad_norm_(parameters, CLIP_NORM)" in source
     assert "CLIP_NORM = 1\n" in source and "EPOCHS = 100\n" in source

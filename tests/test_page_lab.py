@@ -300,12 +300,12 @@ def test_the_lab_figure_is_valid_plotly_with_all_panels_and_thinned_lines():
 
 
 def test_the_lab_figure_marks_an_explosion_and_colours_runs_by_clipping():
-    from clipviz.app.lab import LabRun, twin_config
+    from clipviz.app.lab import LabRun
     from clipviz.figures.style import CLIPPED, UNCLIPPED
     from clipviz.figures.training import lab_figure
 
     config = PRESETS["tutorial_clip_norm"].config
-    run = LabRun(config, twin_config(config))
+    run = LabRun(config, config.replace(clip_mode="none"))
     run.step(40)
     figure = lab_figure(run.traces())
     colours = {t.line.color for t in figure.data if t.type == "scatter" and t.line.color}
@@ -326,3 +326,32 @@ def test_the_empty_lab_figure_says_how_to_start_and_labels_decades_only():
     drawn = lab_figure(run.traces()).layout
     assert drawn.yaxis.dtick is None  # plotly chooses the ticks once there is data
     assert not any(a.text == "No steps yet: press Play or Step" for a in drawn.annotations)
+
+
+def test_the_sidebar_is_generated_from_the_field_table(monkeypatch):
+    """A new setting is one entry in the table: its widget appears with its label."""
+    import dataclasses
+
+    from clipviz.app import lab
+
+    seed = next(s for s in lab.SETTINGS if s.key == "seed")
+    knob = dataclasses.replace(seed, key="new_knob", label="A brand-new knob")
+    monkeypatch.setattr(lab, "SETTINGS", (*lab.SETTINGS, knob))
+    app = open_lab()
+    labels = [w.label for w in app.number_input]
+    assert "A brand-new knob" in labels and "Seed" in labels
+    # and every relevant setting of the config has its widget, hidden ones none
+    shown = {w.key for w in (*app.number_input, *app.selectbox, *app.select_slider)}
+    assert set(DEFAULT.relevant_keys()) <= shown
+    assert "seq_len" not in shown  # the MLP has no sequence
+
+
+def test_a_teacher_link_hides_controls_and_its_share_link_stays_trimmed():
+    app = open_lab(preset="tutorial_unscaled", hide="clipping,optimizer", autoplay="true")
+    shown = {w.key for w in (*app.number_input, *app.selectbox, *app.select_slider)}
+    assert not {"clip_mode", "lr", "momentum", "optimizer"} & shown
+    assert {"network", "seed"} <= shown
+    assert app.session_state["_lab_player"].playing  # autoplay: playing on open
+    link = app.get("code")[0].value
+    assert "hide=clipping,optimizer" in link and "autoplay=true" in link
+    assert "preset=tutorial_unscaled" in link

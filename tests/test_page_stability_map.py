@@ -9,10 +9,10 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from clipviz.engine import sweep
-from clipviz.engine.config import DEFAULT
 
 # AppTest resolves relative paths against this file, not the working directory.
-PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "stability_map.py")
+ROOT = Path(__file__).resolve().parents[1]
+PAGE = str(ROOT / "pages" / "stability_map.py")
 
 
 def fresh() -> AppTest:
@@ -96,12 +96,19 @@ def test_revisiting_is_served_from_the_store(monkeypatch) -> None:
     assert len(ok(second).get("plotly_chart")) == len(first.get("plotly_chart")) == 2
 
 
-def test_the_lab_run_in_session_state_is_marked() -> None:
-    app = fresh()
-    app.session_state["lab_config"] = DEFAULT.replace(clip_mode="norm", clip_norm=1.0, lr=0.01)
-    ok(app.run())
+def test_the_lab_run_is_marked_after_using_the_lab() -> None:
+    """Across pages, as a learner does it: set the Lab's widgets, then open the map."""
+    app = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    app.switch_page("pages/lab.py").run()
+    ok(app)
+    app.selectbox(key="clip_mode").set_value("norm").run()
+    app.number_input(key="clip_norm").set_value(2.0).run()
+    app.select_slider(key="lr").set_value(0.03).run()
+    ok(app)
+    app.switch_page("pages/stability_map.py").run()
+    ok(app)
     captions = " ".join(c.value for c in app.caption)
-    assert "★ marks your Lab run: MLP, lr 0.01, clip norm 1." in captions
+    assert "★ marks your Lab run: MLP, lr 0.03, clip norm 2." in captions
 
 
 def test_a_configuration_in_the_url_is_marked_with_its_differences() -> None:

@@ -11,10 +11,15 @@ import math
 import numpy as np
 import pytest
 
-from clipviz.engine.config import DEFAULT, PRESETS, TrainConfig
+from clipviz.engine.config import DEFAULT, PRESETS
 from clipviz.engine.trainer import Trainer
 from clipviz.figures.style import CLIPPED, UNCLIPPED
-from clipviz.figures.tutorial import extension_figure, signs_timeline_figure, target_figure
+from clipviz.figures.tutorial import (
+    chapter_trace,
+    extension_figure,
+    signs_timeline_figure,
+    target_figure,
+)
 from clipviz.lessons import story
 from clipviz.lessons.diagnose import FIX_NOTES, SIGNS
 from clipviz.lessons.experiments import EXPERIMENT_BY_NAME
@@ -57,14 +62,14 @@ def test_the_unscaled_chapter_explodes_and_names_its_first_sign(
     assert run.first_finding.step <= run.exploded_at
     assert {"loss_swings", "weights_grow"} <= {f.key for f in run.findings}
     assert math.isnan(run.final_train_mse) and math.isnan(run.final_test_mse)
-    assert len(run.trace.records["step"]) == run.exploded_at
+    assert run.result.steps == run.exploded_at
 
 
 @pytest.mark.parametrize("key", ["standardized", "clip_norm", "clip_value"])
 def test_the_fixed_chapters_train(runs: dict[str, story.ChapterRun], key: str) -> None:
     run = runs[key]
     assert not run.exploded
-    assert run.total_steps == 1600 and len(run.trace.records["step"]) == 1600
+    assert run.total_steps == 1600 and run.result.steps == 1600
     assert 0 < run.final_train_mse < 500 and 0 < run.final_test_mse < 500
     assert run.final_test_mse < run.initial_train_mse / 50
     assert run.epoch_below_100 is not None
@@ -76,9 +81,10 @@ def test_standardized_losses_are_shown_in_original_units(
     run = runs["standardized"]
     trainer = Trainer(run.config).run()
     scale = trainer.data.scaler.scale
-    np.testing.assert_allclose(run.trace.records["loss"], trainer.records()["loss"] * scale**2)
+    trace = chapter_trace(run)
+    np.testing.assert_allclose(trace.records["loss"], trainer.records()["loss"] * scale**2)
     np.testing.assert_allclose(
-        run.trace.epochs["test_loss"][-1], run.final_test_mse, rtol=1e-6
+        trace.epochs["test_loss"][-1], run.final_test_mse, rtol=1e-6
     )  # the last epoch's test loss is the final test MSE
     assert run.first_grad_norm < 10 < runs["unscaled"].first_grad_norm
 
@@ -116,8 +122,10 @@ def test_published_numbers_come_from_the_experiments() -> None:
 def test_chapter_links_open_exactly_the_chapter_config(chapter: str, seed: int) -> None:
     config = story.CHAPTER_BY_KEY[chapter].config.replace(seed=seed)
     query = story.lab_query(config)
-    assert query.startswith("preset=tutorial_")
-    assert ("seed=" in query) == (seed != PRESETS["tutorial_unscaled"].config.seed)
+    # the one codec's form: the preset's name only while the settings are the preset's
+    is_preset = seed == PRESETS["tutorial_unscaled"].config.seed
+    assert query.startswith("preset=tutorial_") == (is_preset and chapter != "unscaled")
+    assert ("seed=" in query) == (not is_preset)
     assert story.config_from_query(query) == config
 
 
@@ -223,7 +231,7 @@ def test_target_figure_has_histograms_and_boxes_on_one_axis() -> None:
 
 def test_signs_timeline_marks_each_sign(runs: dict[str, story.ChapterRun]) -> None:
     run = runs["unscaled"]
-    fig = signs_timeline_figure(run.trace, run.findings)
+    fig = signs_timeline_figure(chapter_trace(run), run.findings)
     assert len(fig.data) == 3
     assert all(t.line.color == UNCLIPPED for t in fig.data)
     assert fig.layout.yaxis.type == fig.layout.yaxis2.type == fig.layout.yaxis3.type == "log"
@@ -264,14 +272,20 @@ def test_the_checklist_covers_every_sign_and_fix() -> None:
     for item in story.SIGN_CHECKLIST + story.FIX_CHECKLIST:
         assert item.links and item.note
         for link in item.links:
-            assert link.url.startswith("lab?")
+            assert link.url.startswith("lab")
             assert link.explodes is not None or link.shows or link.lacks, "a link makes a claim"
-            assert isinstance(story.config_from_query(link.query), TrainConfig)
+            assert story.config_from_query(link.query) == link.config  # the one codec
+    for item, sign in zip(story.SIGN_CHECKLIST, SIGNS, strict=True):
+        assert any(sign.key in link.shows for link in item.links), "it shows its sign"
 
 
 def test_verify_link_reports_a_false_claim() -> None:
     wrong = story.LabLink(
-        "x", "preset=tutorial_clip_norm", explodes=True, lacks=("grads_above_one",)
+        "x",
+        PRESETS["tutorial_clip_norm"].config,
+        explodes=True,
+        shows=("loss_nan",),
+        learns=False,
     )
     check = story.verify_link(wrong)
-    assert not check.ok and len(check.problems) == 2
+    assert not check.ok and len(check.problems) == 3

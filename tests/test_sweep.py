@@ -73,7 +73,7 @@ def test_a_cell_equals_the_single_run_of_its_configuration(small_sweep, mode, ro
     np.testing.assert_allclose(m.final_loss[row, col], train[0], rtol=1e-3)
     np.testing.assert_allclose(m.final_test_loss[row, col], test[0], rtol=1e-3)
     if mode != "none":  # the clipped cells really clipped
-        assert single.summary().clipped_fraction > 0
+        assert single.result().clipped_fraction > 0
 
 
 def test_the_sweep_covers_every_outcome_and_reports_progress(small_sweep):

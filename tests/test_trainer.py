@@ -8,7 +8,7 @@ import torch
 
 from clipviz.engine.config import DEFAULT, PRESETS
 from clipviz.engine.data import dataset_for
-from clipviz.engine.trainer import STEP_FIELDS, Trainer, TwinRun
+from clipviz.engine.trainer import STEP_FIELDS, Trainer
 
 
 def reference_loop(config, steps: int):
@@ -157,15 +157,43 @@ def test_records_describe_what_clipping_did():
 
 
 def test_twin_runs_share_init_and_batches():
-    twin = TwinRun(PRESETS["tutorial_clip_norm"].config)
+    """Two trainers with the same seed and batch size start from the same weights
+    and see the same batches: the Lab's twin runs rely on it."""
+    clipped = PRESETS["tutorial_clip_norm"].config
+    primary, twin = Trainer(clipped), Trainer(clipped.replace(clip_mode="none"))
+    torch.testing.assert_close(primary.params, twin.params, rtol=0, atol=0)
+    primary.step(30)
     twin.step(30)
-    a, b = twin.primary.records(), twin.twin.records()
+    a, b = primary.records(), twin.records()
     assert a["loss"][0] == b["loss"][0]  # same weights and batch at step 1
     assert a["grad_norm"][0] == b["grad_norm"][0]
-    assert twin.twin.exploded_at is not None and twin.primary.exploded_at is None
-    assert twin.primary.step_count == 30 and twin.twin.step_count == twin.twin.exploded_at
-    with pytest.raises(ValueError):
-        TwinRun(DEFAULT, DEFAULT.replace(seed=3))
+    assert twin.exploded_at is not None and primary.exploded_at is None
+    assert primary.step_count == 30 and twin.step_count == twin.exploded_at
+
+
+def test_result_is_the_run_frozen_and_reports_what_the_cli_prints():
+    trainer = Trainer(PRESETS["tutorial_clip_norm"].config.replace(epochs=3)).run()
+    result = trainer.result()
+    train, test = trainer.final_losses()
+    assert result.steps == trainer.total_steps and result.exploded_at is None
+    assert result.final_train_mse == pytest.approx(float(train[0]), rel=1e-6)
+    assert result.final_test_mse == pytest.approx(float(test[0]), rel=1e-6)
+    norms = trainer.records()["grad_norm"]
+    assert result.max_grad_norm == float(norms.max())
+    assert result.clipped_fraction == float(trainer.records()["clipped"].mean())
+    document = result.as_dict()
+    assert document["steps"] == trainer.total_steps and document["exploded_at"] is None
+    exploded = Trainer(PRESETS["tutorial_unscaled"].config).run().result()
+    assert exploded.exploded_at is not None
+    assert math.isnan(exploded.final_test_loss) and exploded.as_dict()["final_test_loss"] is None
+
+
+def test_result_between_epochs_measures_the_current_weights():
+    trainer = Trainer(PRESETS["tutorial_clip_norm"].config)
+    trainer.step(trainer.batches_per_epoch + 5)
+    result = trainer.result(evaluate_now=True)
+    _, test = trainer.final_losses(original_units=False)
+    assert result.final_test_loss == pytest.approx(float(test[0]), rel=1e-6)
 
 
 def test_memory_is_fixed_up_front():

@@ -1,11 +1,11 @@
 """What the Training Lab page needs that is not widgets: its run, its URL, its words.
 
-* ``parse_query`` validates the URL's query parameters once, when the page
-  opens: it returns the configuration to start from, every problem in one
-  line each (so the page can say what it ignored), and the parameters worth
-  keeping in the URL, written the way the widgets write them.
+* ``SETTINGS`` is the sidebar, generated from ``TrainConfig``'s field table:
+  one ``Setting`` per field with its label, hint, group, widget and when it is
+  relevant; a new setting is one field in ``clipviz.engine.config``. The URL
+  is read and written by the one codec, ``clipviz.engine.labstate.LabState``.
 * ``LabRun`` is the run the page plays: one ``Trainer``, or two in lock-step
-  when the twin is on (same initial weights, same batches; ``TwinRun``).
+  when the twin is on (same seed: same initial weights, same batches).
 * ``diagnose`` turns an explosion into what the page shows: the headline
   ``Exploded at step N``, the signs found and where, and one-click fixes.
 * ``lr_options`` is the learning-rate slider's log grid, with the current
@@ -27,9 +27,10 @@ import dataclasses
 import functools
 import html
 import math
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import parse_qs
 
 import plotly
 import plotly.graph_objects as go
@@ -38,25 +39,26 @@ import plotly.io as pio
 from clipviz.app import urlkeys
 from clipviz.app.urlkeys import plain_markdown
 from clipviz.engine.config import (
-    CLIP_MODES,
     DEFAULT,
     FIELDS,
+    GROUPS,
     PRESETS,
     ConfigProblem,
     TrainConfig,
-    echo,
     format_value,
-    parse_value,
 )
-from clipviz.engine.trainer import Explosion, Trainer, TwinRun
+from clipviz.engine.labstate import (
+    CUSTOM,
+    LabState,
+)
+from clipviz.engine.result import Explosion
+from clipviz.engine.trainer import Trainer
 from clipviz.figures.style import run_colour
 from clipviz.figures.training import FAINT, RunTrace
-from clipviz.lessons.diagnose import Finding, Fix, signs_of, suggest_fixes
+from clipviz.lessons.diagnose import Finding, signs_of
+from clipviz.lessons.fixes import VerifiedFix
 
-CUSTOM = "custom"  # the preset picker's entry for "my own settings"
 PRESET_OPTIONS = (CUSTOM, *PRESETS)
-TWIN_KEY = "twin"
-TWIN_MODE_KEY = "twin_clip_mode"
 RESET_NOTICE = "Settings changed, so the run started again from step 0."
 
 # The learning-rate slider: 1, 2, 3 and 5 per decade, from 1e-4 to 10.
@@ -79,90 +81,78 @@ def lr_label(value: float) -> str:
     return format_value(float(value))
 
 
-# ---- the URL -------------------------------------------------------------------
+# ---- the sidebar, generated from the field table -------------------------------
 
 
 @dataclass(frozen=True)
-class QueryState:
-    """What the page starts from, read from the URL's query parameters."""
+class Setting:
+    """One setting's widget, read off its ``TrainConfig`` field metadata."""
 
-    config: TrainConfig
-    preset: str  # a preset name or CUSTOM
-    twin: bool
-    twin_clip_mode: str | None  # None: the default comparison for this config
-    problems: list[ConfigProblem] = field(default_factory=list)
-    canonical: dict[str, str] = field(default_factory=dict)  # the params to keep in the URL
+    key: str
+    label: str
+    hint: str
+    group: str  # a key of ``GROUPS``
+    widget: str  # "select", "number", "lr_slider" or "toggle"
+    options: tuple | None
+    low: float | None  # the widget's bounds (a link may widen them to its value)
+    high: float | None
+    step: float | None
+    format: str | None
+    relevant: Callable[[TrainConfig], bool]
+
+    @classmethod
+    def of_field(cls, f: dataclasses.Field) -> Setting:
+        meta = f.metadata
+        low = meta.get("ui_low")
+        if low is None:
+            low = meta.get("ge", meta.get("gt"))
+        high = meta.get("ui_high")
+        if high is None:
+            high = meta.get("le", meta.get("lt"))
+        return cls(
+            key=f.name,
+            label=meta["label"],
+            hint=meta["hint"],
+            group=meta["group"],
+            widget=meta["widget"],
+            options=meta.get("choices"),
+            low=low,
+            high=high,
+            step=meta.get("step"),
+            format=meta.get("format"),
+            relevant=meta["relevant"],
+        )
+
+    def shown(self, state: LabState) -> bool:
+        """Drawn for this state: it matters for the config, and no teacher hid it."""
+        return self.relevant(state.config) and not state.hides(self.key)
 
 
-def _last(value):
-    if isinstance(value, list | tuple):
-        return value[-1] if value else ""
-    return value
+SETTINGS: tuple[Setting, ...] = tuple(Setting.of_field(f) for f in dataclasses.fields(TrainConfig))
 
 
-def parse_query(params: Mapping[str, object]) -> QueryState:
-    """Validate the Lab's query parameters; never raises.
+def settings_by_group(
+    settings: Sequence[Setting] | None = None,
+) -> dict[str, list[Setting]]:
+    """The sidebar's sections, in ``GROUPS`` order, each with its settings in field order."""
+    settings = SETTINGS if settings is None else settings
+    groups: dict[str, list[Setting]] = {group: [] for group in GROUPS}
+    for setting in settings:
+        groups.setdefault(setting.group, []).append(setting)
+    return groups
 
-    ``preset`` is applied first and explicit settings override it (as in
-    ``TrainConfig.from_params``). Every bad value becomes a problem and falls
-    back to the default. ``canonical`` is the URL to show instead: every
-    setting that differs from the defaults, in the form the widgets write
-    (``lr=1e-1`` becomes ``lr=0.1``), plus the preset's name while the
-    settings are exactly the preset's.
-    """
-    raw = {str(k).replace("-", "_"): _last(v) for k, v in params.items()}
-    problems: list[ConfigProblem] = []
 
-    twin = False
-    if TWIN_KEY in raw:
-        text = str(raw.pop(TWIN_KEY)).strip().lower()
-        if text in ("true", "1", "yes", "on"):
-            twin = True
-        elif text not in ("false", "0", "no", "off", ""):
-            problems.append(ConfigProblem(TWIN_KEY, f"expected true or false, got {echo(text)}"))
-    twin_mode = None
-    if TWIN_MODE_KEY in raw:
-        text = str(raw.pop(TWIN_MODE_KEY)).strip().lower()
-        if text in CLIP_MODES:
-            twin_mode = text
-        else:
-            problems.append(
-                ConfigProblem(
-                    TWIN_MODE_KEY,
-                    f"unknown value {echo(text)}; choose one of {', '.join(CLIP_MODES)}",
-                )
-            )
+# ---- the URL ----------------------------------------------------------------------
 
-    preset = str(raw.get("preset", "")).strip()
-    if preset.lower() in ("", CUSTOM):
-        raw.pop("preset", None)
-    config, found = TrainConfig.from_params(raw)
-    problems += found
-    bad = {p.key for p in found}
-    for key, value in raw.items():
-        if key in bad or key not in FIELDS:
-            continue
-        try:
-            wanted = parse_value(FIELDS[key], value)
-        except ValueError:  # pragma: no cover - from_params reported it already
-            continue
-        if getattr(config, key) != wanted:  # a cross-field check fell back to the defaults
-            problems.append(ConfigProblem(key, "ignored: it does not fit the other settings"))
-    # Every setting that differs from the defaults is written out, so the link
-    # still holds when the preset picker later turns to "custom"; the preset is
-    # kept only while the settings are exactly the preset's.
-    canonical = config.to_params(skip_defaults=True)
-    if preset in PRESETS and PRESETS[preset].config == config:
-        canonical = {"preset": preset, **canonical}
-    else:
-        preset = CUSTOM
-    if twin:
-        canonical[TWIN_KEY] = "true"
-    if twin_mode is not None and twin_mode != config.clip_mode:
-        canonical[TWIN_MODE_KEY] = twin_mode
-    elif twin_mode is not None:
-        twin_mode = None
-    return QueryState(config, preset, twin, twin_mode, problems, canonical)
+SESSION_LINK = "lab_link"  # session key: the Lab's state as a query, for the other pages
+
+
+def state_in_session(query: str | None) -> LabState | None:
+    """The Lab state another page finds in the session (``SESSION_LINK``), if any."""
+    if not query:
+        return None
+    state, problems = LabState.from_query(parse_qs(query, keep_blank_values=True))
+    return None if problems else state
 
 
 def problem_text(problem: ConfigProblem) -> str:
@@ -177,19 +167,19 @@ def problem_text(problem: ConfigProblem) -> str:
 def _fallback(key: str) -> str:
     if key in FIELDS:
         return f"the default ({format_value(getattr(DEFAULT, key))})"
-    return "the default"
+    return "the defaults" if ", " in key else "the default"
+
+
+def setting_problem_text(problem: ConfigProblem, config: TrainConfig) -> str:
+    """One line for settings changed on the page that do not work: the value kept.
+
+    Escaped Markdown: a typed value can hold any characters."""
+    keys = [k for k in problem.key.split(", ") if k in FIELDS]
+    kept = ", ".join(f"{k} {format_value(getattr(config, k))}" for k in keys)
+    return plain_markdown(f"{problem}. Using {kept or 'the defaults'}.")
 
 
 # ---- the run ---------------------------------------------------------------------
-
-
-def default_twin_mode(config: TrainConfig) -> str:
-    """The comparison a twin makes by default: unclipped if you clip, else clip by norm."""
-    return "none" if config.clipped else "norm"
-
-
-def twin_config(config: TrainConfig, mode: str | None = None) -> TrainConfig:
-    return config.replace(clip_mode=mode or default_twin_mode(config))
 
 
 def clip_label(config: TrainConfig) -> str:
@@ -201,7 +191,7 @@ class LabRun:
     """The run the Lab plays: a trainer, or two in lock-step for a twin comparison.
 
     The two trainers of a twin share the seed, so they start from the same
-    weights and see the same batches (``TwinRun``). They are independent
+    weights and see the same batches. They are independent
     after that, so stepping each by ``n`` in turn is the same as alternating
     single steps, and much faster. A run is done when every trainer is done;
     an exploded trainer stops while its twin goes on.
@@ -210,11 +200,9 @@ class LabRun:
     def __init__(self, config: TrainConfig, twin: TrainConfig | None = None):
         self.config = config
         self.twin_config = twin
-        if twin is None:
-            self.trainers = [Trainer(config)]
-        else:
-            pair = TwinRun(config, twin)
-            self.trainers = [pair.primary, pair.twin]
+        if twin is not None and (twin.seed, twin.batch_size) != (config.seed, config.batch_size):
+            raise ValueError("a twin must share the seed and batch size to see the same batches")
+        self.trainers = [Trainer(c) for c in (config, twin) if c is not None]
 
     def close(self) -> None:
         """Let go of the trainers (and their tensors) now, not at the next full GC.
@@ -290,7 +278,7 @@ class LabRun:
         name = loss_name(self.config)
         return [
             dataclasses.replace(
-                RunTrace.from_trainer(trainer, label, secondary=i > 0), loss_name=name
+                RunTrace.from_result(trainer.result(), label, secondary=i > 0), loss_name=name
             )
             for i, (label, trainer) in enumerate(self.labelled())
         ]
@@ -310,12 +298,20 @@ def loss_name(config: TrainConfig) -> str:
 
 @dataclass(frozen=True)
 class Diagnosis:
-    """What the page shows when a run explodes."""
+    """What the page says about a run so far: the explosion, if any, and the signs."""
 
-    headline: str  # starts with "Exploded at step N"
-    where: str  # which quantity and layer went non-finite, and the norm just before
+    headline: str | None  # "Exploded at step N: ..." once the run exploded
+    where: str | None  # which quantity and layer went non-finite, and the norm just before
     findings: list[Finding]
-    fixes: list[Fix]
+
+    @property
+    def exploded(self) -> bool:
+        return self.headline is not None
+
+    @property
+    def troubled(self) -> bool:
+        """Exploded or showing a sign: then fixes are worth trying."""
+        return self.exploded or bool(self.findings)
 
 
 def headline(explosion: Explosion) -> str:
@@ -339,14 +335,13 @@ def where_text(explosion: Explosion) -> str:
     return what
 
 
-def diagnose(trainer: Trainer) -> Diagnosis | None:
-    """The diagnosis of an exploded trainer (None if it has not exploded)."""
+def diagnose(trainer: Trainer) -> Diagnosis:
+    """The signs a run shows so far (live, at every tick), and its explosion if any."""
     explosion = trainer.explosion
-    if explosion is None:
-        return None
     findings = signs_of(trainer)
-    fixes = suggest_fixes(trainer.config, findings, exploded=True)
-    return Diagnosis(headline(explosion), where_text(explosion), findings, fixes)
+    if explosion is None:
+        return Diagnosis(None, None, findings)
+    return Diagnosis(headline(explosion), where_text(explosion), findings)
 
 
 def colour_key(run: LabRun) -> str:
@@ -360,6 +355,17 @@ def colour_key(run: LabRun) -> str:
 
 def finding_text(finding: Finding) -> str:
     return f"**{finding.sign.title}** (step {finding.step}): {finding.detail}."
+
+
+def fix_caption(verified: VerifiedFix) -> str:
+    """Under a fix's button: what it did when it was tried."""
+    return f"Tried: {verified.outcome}."
+
+
+NO_FIX_WORKS = (
+    "None of the usual fixes works on its own here: each was tried from the same start on "
+    "the same batches, and this is what it did."
+)
 
 
 # ---- the live chart in the browser -------------------------------------------------------

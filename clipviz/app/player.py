@@ -28,7 +28,7 @@ INTERVAL = 0.12  # seconds between ticks while playing
 
 
 class Steppable(Protocol):
-    """What the player drives: a ``Trainer``, a ``TwinRun`` or ``clipviz.app.lab.LabRun``."""
+    """What the player drives: a ``Trainer`` or ``clipviz.app.lab.LabRun``."""
 
     @property
     def done(self) -> bool: ...

@@ -89,12 +89,42 @@ class ClipRule:
         before = grad.clone()
         per_tensor = tensor_norms(before, layout)
         total = self.clip_(grad, layout)
-        after = global_norm(grad)
-        changed = ((grad != before) & ~(grad.isnan() & before.isnan())).to(grad.dtype).mean(dim=0)
-        cosine = (before * grad).sum(dim=0) / (total * after).clamp_min(1e-30)
-        cosine = torch.where(after > 0, cosine, torch.ones_like(cosine))
-        scale = after / total.clamp_min(1e-30)
-        return ClipStats(total, after, scale, changed > 0, changed, cosine, per_tensor)
+        stats = clip_statistics(before, grad, total)
+        return ClipStats(
+            total,
+            stats["grad_norm_after"],
+            stats["clip_scale"],
+            stats["clipped"] > 0,
+            stats["clipped_fraction"],
+            stats["cosine"],
+            per_tensor,
+        )
+
+
+def clip_statistics(
+    before: torch.Tensor, after: torch.Tensor, norm_before: torch.Tensor
+) -> dict[str, torch.Tensor]:
+    """What clipping did, per lane: the one definition behind ``ClipRule.apply_`` and
+    the trainer's per-step records (so the tested path is the path that runs).
+
+    ``before``/``after`` are gradients of shape (..., P, N); ``norm_before`` (..., N)
+    is the norm the rule measured. Returns tensors of shape (..., N), named as the
+    trainer records them: the norm after, the factor (norm after / norm before),
+    whether any component changed (1.0 or 0.0), the fraction of components
+    changed, and the cosine between the gradient before and after (1 means the
+    direction was kept; 1 also for a zero gradient).
+    """
+    norm_after = torch.linalg.vector_norm(after, dim=-2)
+    both_nan = after.isnan() & before.isnan()
+    changed = ((after != before) & ~both_nan).to(after.dtype).mean(dim=-2)
+    cosine = (before * after).sum(dim=-2) / (norm_before * norm_after).clamp_min(1e-30)
+    return {
+        "grad_norm_after": norm_after,
+        "clip_scale": norm_after / norm_before.clamp_min(1e-30),
+        "clipped": (changed > 0).to(after.dtype),
+        "clipped_fraction": changed,
+        "cosine": torch.where(norm_after > 0, cosine, torch.ones_like(cosine)),
+    }
 
 
 class NoClip(ClipRule):

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -45,8 +45,75 @@ CLIP_MODE_LABELS = {
 }
 
 
-def _meta(kind: type, help: str, choices: tuple[str, ...] | None = None, **bounds: Any) -> dict:
-    return {"kind": kind, "help": help, "choices": choices, **bounds}
+# The groups of settings, in the order the Lab's sidebar shows them; a teacher's
+# link can hide a whole group (``LabState.hide``).
+GROUPS = {
+    "network": "Network",
+    "data": "Data",
+    "optimizer": "Optimizer",
+    "clipping": "Clipping",
+}
+
+
+def _always(config: TrainConfig) -> bool:
+    return True
+
+
+def _meta(
+    kind: type,
+    help: str,
+    choices: tuple[str, ...] | None = None,
+    *,
+    label: str | None = None,
+    hint: str = "",
+    group: str = "optimizer",
+    widget: str | None = None,
+    relevant: Callable[[TrainConfig], bool] = _always,
+    step: float | None = None,
+    format: str | None = None,
+    ui_low: float | None = None,
+    ui_high: float | None = None,
+    **bounds: Any,
+) -> dict:
+    """A field's metadata: everything the validator, the CLI and the Lab's widget need.
+
+    ``kind``/``choices``/bounds (``gt``, ``ge``, ``lt``, ``le``) validate; ``help``
+    is the one-line CLI help. For the Lab's sidebar (``clipviz.app.lab.SETTINGS``):
+    ``label`` and ``hint`` (the widget's tooltip), ``group`` (its section),
+    ``widget`` (``select``, ``number``, ``lr_slider`` or ``toggle``; by default
+    from the kind), ``relevant`` (whether the setting matters for a config: also
+    what ``relevant_keys`` and the links carry), ``step``/``format`` and
+    ``ui_low``/``ui_high`` (friendlier widget bounds for open intervals).
+    """
+    if widget is None:
+        widget = "select" if choices else ("toggle" if kind is bool else "number")
+    return {
+        "kind": kind,
+        "help": help,
+        "choices": choices,
+        "label": label or help[0].upper() + help[1:],
+        "hint": hint or help[0].upper() + help[1:] + ".",
+        "group": group,
+        "widget": widget,
+        "relevant": relevant,
+        "step": step,
+        "format": format,
+        "ui_low": ui_low,
+        "ui_high": ui_high,
+        **bounds,
+    }
+
+
+def _mlp(c: TrainConfig) -> bool:
+    return c.network == "mlp"
+
+
+def _recurrent(c: TrainConfig) -> bool:
+    return c.network != "mlp"
+
+
+def _regression(c: TrainConfig) -> bool:
+    return c.network == "mlp" or c.task == "adding"
 
 
 @dataclass(frozen=True)
@@ -56,56 +123,283 @@ class TrainConfig:
     The reference experiment (Brownlee's gradient-clipping tutorial, after the
     scikit-learn ``make_regression`` problem): MLP 20 -> 25 ReLU -> 1, SGD with
     lr 0.01 and momentum 0.9, batch 32, 100 epochs, unscaled target.
+    Each field's metadata (``_meta``) declares its validation, its CLI help and
+    its Lab widget, so a new setting is one entry here.
     """
 
-    network: str = field(default="mlp", metadata=_meta(str, "network", NETWORKS))
-    lr: float = field(default=0.01, metadata=_meta(float, "learning rate", gt=0.0, le=100.0))
-    optimizer: str = field(default="sgd", metadata=_meta(str, "optimizer", OPTIMIZERS))
-    momentum: float = field(default=0.9, metadata=_meta(float, "SGD momentum", ge=0.0, lt=1.0))
-    batch_size: int = field(default=32, metadata=_meta(int, "batch size", ge=1, le=MAX_BATCH))
-    epochs: int = field(default=100, metadata=_meta(int, "epochs", ge=1, le=5000))
-    target_scaling: str = field(
-        default="none", metadata=_meta(str, "target scaling", TARGET_SCALINGS)
-    )
-    clip_mode: str = field(default="none", metadata=_meta(str, "clipping mode", CLIP_MODES))
-    clip_norm: float = field(default=1.0, metadata=_meta(float, "clip norm", gt=0.0, le=1e9))
-    clip_value: float = field(default=5.0, metadata=_meta(float, "clip value", gt=0.0, le=1e9))
-    clip_value_output: float = field(
-        default=100.0,
-        metadata=_meta(float, "clip value of the output layer (layerwise_value)", gt=0.0, le=1e9),
-    )
-    seed: int = field(default=1, metadata=_meta(int, "random seed", ge=0, le=2**31 - 1))
-    weight_decay: float = field(
-        default=0.0, metadata=_meta(float, "L2 weight decay", ge=0.0, le=10.0)
+    network: str = field(
+        default="mlp",
+        metadata=_meta(
+            str,
+            "network",
+            NETWORKS,
+            group="network",
+            hint="mlp: the tutorial's dense net; lstm / rnn: recurrent nets reading sequences.",
+        ),
     )
     # MLP
-    depth: int = field(default=1, metadata=_meta(int, "hidden layers", ge=1, le=MAX_DEPTH))
-    width: int = field(default=25, metadata=_meta(int, "hidden units", ge=1, le=MAX_WIDTH))
-    activation: str = field(default="relu", metadata=_meta(str, "activation", ACTIVATIONS))
+    depth: int = field(
+        default=1,
+        metadata=_meta(
+            int,
+            "hidden layers",
+            group="network",
+            relevant=_mlp,
+            hint="More layers, more factors in the gradient's product.",
+            ge=1,
+            le=MAX_DEPTH,
+        ),
+    )
+    width: int = field(
+        default=25,
+        metadata=_meta(
+            int,
+            "hidden units",
+            label="Units per hidden layer",
+            group="network",
+            relevant=_mlp,
+            hint="Width of every hidden layer.",
+            ge=1,
+            le=MAX_WIDTH,
+        ),
+    )
+    activation: str = field(
+        default="relu",
+        metadata=_meta(
+            str,
+            "activation",
+            ACTIVATIONS,
+            group="network",
+            relevant=_mlp,
+            hint="The hidden layers' nonlinearity.",
+        ),
+    )
     # Recurrent nets
-    task: str = field(default="adding", metadata=_meta(str, "recurrent task", TASKS))
-    seq_len: int = field(default=50, metadata=_meta(int, "sequence length", ge=2, le=MAX_SEQ_LEN))
+    task: str = field(
+        default="adding",
+        metadata=_meta(
+            str,
+            "recurrent task",
+            TASKS,
+            label="Task",
+            group="network",
+            relevant=_recurrent,
+            hint="adding: sum the two marked numbers of a sequence; digits: read 8x8 images "
+            "row by row and name the digit.",
+        ),
+    )
+    seq_len: int = field(
+        default=50,
+        metadata=_meta(
+            int,
+            "sequence length",
+            group="network",
+            relevant=lambda c: _recurrent(c) and c.task == "adding",
+            hint="Time steps the gradient must travel back.",
+            ge=2,
+            le=MAX_SEQ_LEN,
+        ),
+    )
     hidden_size: int = field(
-        default=16, metadata=_meta(int, "recurrent hidden units", ge=1, le=MAX_HIDDEN)
+        default=16,
+        metadata=_meta(
+            int,
+            "recurrent hidden units",
+            label="Hidden units",
+            group="network",
+            relevant=_recurrent,
+            hint="Size of the recurrent state.",
+            ge=1,
+            le=MAX_HIDDEN,
+        ),
     )
     recurrent_scale: float = field(
         default=1.0,
-        metadata=_meta(float, "RNN recurrent weight scale (spectral radius)", gt=0.0, le=10.0),
+        metadata=_meta(
+            float,
+            "RNN recurrent weight scale (spectral radius)",
+            label="Recurrent weight scale",
+            group="network",
+            relevant=lambda c: c.network == "rnn",
+            hint="The spectral radius of the recurrent weights at the start. Above 1, the "
+            "recurrent Jacobians can grow the gradient back through time.",
+            step=0.1,
+            format="%g",
+            ui_low=0.05,
+            gt=0.0,
+            le=10.0,
+        ),
     )
     tbptt: int = field(
         default=0,
         metadata=_meta(
-            int, "truncate backprop to the last k time steps (0 = full)", ge=0, le=MAX_SEQ_LEN
+            int,
+            "truncate backprop to the last k time steps (0 = full)",
+            label="Truncate backprop (steps)",
+            group="network",
+            relevant=_recurrent,
+            hint="Backpropagate through the last k time steps only; 0 = the whole sequence.",
+            ge=0,
+            le=MAX_SEQ_LEN,
+        ),
+    )
+    # Data
+    target_scaling: str = field(
+        default="none",
+        metadata=_meta(
+            str,
+            "target scaling",
+            TARGET_SCALINGS,
+            group="data",
+            relevant=_regression,
+            hint="The unscaled reference target runs from about -440 to 580: large errors, "
+            "large gradients. Standardize or normalize it on the training rows.",
         ),
     )
     n_train: int = field(
-        default=500, metadata=_meta(int, "training examples (recurrent tasks)", ge=16, le=5000)
+        default=500,
+        metadata=_meta(
+            int,
+            "training examples (recurrent tasks)",
+            label="Training sequences",
+            group="data",
+            relevant=_recurrent,
+            hint="Examples per epoch.",
+            ge=16,
+            le=5000,
+        ),
+    )
+    seed: int = field(
+        default=1,
+        metadata=_meta(
+            int,
+            "random seed",
+            label="Seed",
+            group="data",
+            hint="Initial weights and batch order.",
+            ge=0,
+            le=2**31 - 1,
+        ),
+    )
+    # Optimizer
+    optimizer: str = field(
+        default="sgd",
+        metadata=_meta(str, "optimizer", OPTIMIZERS, hint="SGD with momentum, or Adam."),
+    )
+    lr: float = field(
+        default=0.01,
+        metadata=_meta(
+            float,
+            "learning rate",
+            label="Learning rate (log scale)",
+            widget="lr_slider",
+            hint="Step size. Each mark is 1, 2, 3 or 5 times a power of ten.",
+            gt=0.0,
+            le=100.0,
+        ),
+    )
+    momentum: float = field(
+        default=0.9,
+        metadata=_meta(
+            float,
+            "SGD momentum",
+            label="Momentum",
+            relevant=lambda c: c.optimizer == "sgd",
+            hint="Fraction of the last update carried on.",
+            step=0.05,
+            format="%g",
+            ui_high=0.999,
+            ge=0.0,
+            lt=1.0,
+        ),
+    )
+    batch_size: int = field(
+        default=32,
+        metadata=_meta(int, "batch size", hint="Examples per optimizer step.", ge=1, le=MAX_BATCH),
+    )
+    epochs: int = field(
+        default=100,
+        metadata=_meta(int, "epochs", hint="Passes over the training set.", ge=1, le=5000),
+    )
+    weight_decay: float = field(
+        default=0.0,
+        metadata=_meta(
+            float,
+            "L2 weight decay",
+            label="Weight decay (L2)",
+            hint="A penalty (wd/2)·||w||² on the loss, pulling the weights towards 0.",
+            step=1e-3,
+            format="%g",
+            ge=0.0,
+            le=10.0,
+        ),
+    )
+    # Clipping
+    clip_mode: str = field(
+        default="none",
+        metadata=_meta(str, "clipping mode", CLIP_MODES, label="Clip mode", group="clipping"),
+    )
+    clip_norm: float = field(
+        default=1.0,
+        metadata=_meta(
+            float,
+            "clip norm",
+            label="Clip norm c",
+            group="clipping",
+            relevant=lambda c: c.uses_clip_norm,
+            hint="Largest gradient norm allowed.",
+            step=0.1,
+            format="%g",
+            ui_low=1e-4,
+            gt=0.0,
+            le=1e9,
+        ),
+    )
+    clip_value: float = field(
+        default=5.0,
+        metadata=_meta(
+            float,
+            "clip value",
+            label="Clip value c",
+            group="clipping",
+            relevant=lambda c: c.uses_clip_value,
+            hint="Each component forced into [-c, c].",
+            step=0.5,
+            format="%g",
+            ui_low=1e-4,
+            gt=0.0,
+            le=1e9,
+        ),
+    )
+    clip_value_output: float = field(
+        default=100.0,
+        metadata=_meta(
+            float,
+            "clip value of the output layer (layerwise_value)",
+            label="Clip value, output layer",
+            group="clipping",
+            relevant=lambda c: c.clip_mode == "layerwise_value",
+            hint="Graves (2013) allowed the output layer [-100, 100].",
+            step=10.0,
+            format="%g",
+            ui_low=1e-4,
+            gt=0.0,
+            le=1e9,
+        ),
     )
 
     # ---- derived -------------------------------------------------------
     @property
     def is_recurrent(self) -> bool:
         return self.network in ("lstm", "rnn")
+
+    @property
+    def sequence_length(self) -> int:
+        """Time steps a recurrent net reads: ``seq_len`` for the adding problem, the
+        image's rows for digits (0 for the MLP)."""
+        if not self.is_recurrent:
+            return 0
+        return budget.DIGITS_ROWS if self.task == "digits" else self.seq_len
 
     @property
     def uses_clip_norm(self) -> bool:
@@ -123,26 +417,9 @@ class TrainConfig:
         return dataclasses.replace(self, **changes)
 
     def relevant_keys(self) -> tuple[str, ...]:
-        """The fields that matter for this config (others are ignored by training)."""
-        keys = ["network", "lr", "optimizer", "batch_size", "epochs", "clip_mode", "seed"]
-        if self.optimizer == "sgd":
-            keys.append("momentum")
-        if self.uses_clip_norm:
-            keys.append("clip_norm")
-        if self.uses_clip_value:
-            keys.append("clip_value")
-        if self.clip_mode == "layerwise_value":
-            keys.append("clip_value_output")
-        keys.append("weight_decay")
-        if self.network == "mlp":
-            keys += ["target_scaling", "depth", "width", "activation"]
-        else:
-            keys += ["task", "seq_len", "hidden_size", "tbptt", "n_train"]
-            if self.task == "adding":
-                keys.append("target_scaling")
-            if self.network == "rnn":
-                keys.append("recurrent_scale")
-        return tuple(k for k in FIELD_NAMES if k in keys)
+        """The fields that matter for this config (training ignores the others), in
+        declaration order: each field's ``relevant`` predicate decides."""
+        return tuple(k for k in FIELD_NAMES if FIELDS[k].metadata["relevant"](self))
 
     def label(self) -> str:
         """A short human label, e.g. 'MLP, lr 0.01, clip by global norm 1'."""
@@ -181,9 +458,11 @@ class TrainConfig:
         # The work and memory budget (clipviz.engine.budget): products of fields that
         # each field's own bounds cannot see.
         found += [ConfigProblem(key, message) for key, message in budget.problems_of(self)]
-        if self.is_recurrent and self.tbptt >= self.seq_len:
+        if self.is_recurrent and self.tbptt >= self.sequence_length:
             found.append(
-                ConfigProblem("tbptt", f"must be below the sequence length {self.seq_len} (or 0)")
+                ConfigProblem(
+                    "tbptt", f"must be below the sequence length {self.sequence_length} (or 0)"
+                )
             )
         return found
 
@@ -214,12 +493,6 @@ class TrainConfig:
                 continue
             out[key] = format_value(value)
         return out
-
-    def to_query(self) -> str:
-        """A URL query string (without '?') that reproduces this config."""
-        from urllib.parse import urlencode
-
-        return urlencode(self.to_params())
 
     def to_cli_args(self) -> list[str]:
         args = []
@@ -267,12 +540,17 @@ class TrainConfig:
                 continue
             changes[key] = value
         config = dataclasses.replace(config, **changes)
-        # Cross-field checks (steps, tbptt) fall back to the base config.
-        for problem in config.problems():
-            problems.append(problem)
-            config = dataclasses.replace(config, **{problem.key: getattr(DEFAULT, problem.key)})
-        if config.problems():  # a combination still too large: use the defaults
-            config = DEFAULT
+        # Cross-field checks (the budget, tbptt against the sequence): values valid
+        # one by one but not together. They are one problem, naming every limit
+        # passed, and the keys blamed fall back to the defaults (all of them, if
+        # the combination is still too large).
+        together = config.problems()
+        if together:
+            keys = list(dict.fromkeys(p.key for p in together))
+            problems.append(ConfigProblem(", ".join(keys), "; ".join(p.message for p in together)))
+            config = dataclasses.replace(config, **{k: getattr(DEFAULT, k) for k in keys})
+            if config.problems():
+                config = DEFAULT
         return config, problems
 
 

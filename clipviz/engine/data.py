@@ -91,6 +91,22 @@ class Dataset:
         """Convert an MSE in scaled units to the target's original units."""
         return mse_scaled * self.scaler.scale**2
 
+    @functools.cached_property
+    def mean_guess_test_loss(self) -> float:
+        """The test loss of a net that learned nothing about the inputs (trained units).
+
+        Regression: the MSE of always predicting the training targets' mean
+        (about the targets' variance). Classification: the cross-entropy of
+        always predicting the training set's class frequencies. A run that
+        learns must end well below it.
+        """
+        if self.kind == "regression":
+            mean = self.y_train.double().mean()
+            return float(((self.y_test.double() - mean) ** 2).mean())
+        counts = torch.bincount(self.y_train, minlength=self.n_outputs).double()
+        frequencies = (counts / counts.sum()).clamp_min(1e-12)
+        return float(-frequencies.log()[self.y_test].mean())
+
 
 @functools.lru_cache(maxsize=1)
 def reference_arrays() -> tuple[np.ndarray, np.ndarray]:

@@ -67,6 +67,11 @@ class Layout:
         self.tensor_layer = torch.tensor([self.layer_names.index(s.layer) for s in specs])
         self.layer_ids = self.tensor_layer[self.tensor_ids]
         self.tensor_sizes = torch.tensor([s.size for s in specs], dtype=torch.float32)
+        # The bias entries: one per node (unit, or gate unit of an LSTM). The loss's
+        # gradient with respect to a node's bias is the error gradient at that node.
+        self.bias_rows = torch.cat(
+            [torch.arange(s.offset, s.offset + s.size) for s in specs if s.name.endswith("bias")]
+        )
         # Parameters per layer (weights and biases), in ``layer_names`` order.
         self.layer_sizes: tuple[int, ...] = tuple(
             sum(s.size for s in specs if s.layer == name) for name in self.layer_names
@@ -178,6 +183,7 @@ class MLP:
         # its gradient (weight and bias) one GEMM back.
         self._first_rows = slice(0, (n_inputs + 1) * width)
         self._scratch: dict[str, torch.Tensor] = {}  # reused buffers of the many-lane step
+        self._bound: tuple | None = None  # (params, grad, their views): see _views_of
 
     def init(self, generator: torch.Generator) -> torch.Tensor:
         pieces, fan_in = [], self.n_inputs
@@ -251,16 +257,15 @@ class MLP:
         x: torch.Tensor,
         y: torch.Tensor,
         grad: torch.Tensor,
-        views: list | None = None,
-        gviews: list | None = None,
+        hidden_grad_norms: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Mean squared error per lane (N,); writes dLoss/dparams into ``grad`` (P, N).
 
         ``x`` (B, F) is shared by all lanes; ``y`` is (B, O, 1) or (B, O, N).
-        ``views``/``gviews`` are ``layout.views`` of params/grad, if cached.
+        The same interface as ``RecurrentNet.loss_and_grad``; an MLP has no
+        hidden state through time, so ``hidden_grad_norms`` is ignored.
         """
-        views = views if views is not None else self.layout.views(params)
-        gviews = gviews if gviews is not None else self.layout.views(grad)
+        views, gviews = self._views_of(params, grad)
         if params.shape[1] > 1:
             return self._loss_and_grad_lanes(params, x, y, grad, views, gviews)
         out, cache = self.forward(params, x, views)
@@ -276,6 +281,19 @@ class MLP:
                 z, a = cache[i - 1]
                 delta = self._act_grad(delta @ views[2 * i].T, z, a)
         return loss.reshape(-1)
+
+    def _views_of(self, params: torch.Tensor, grad: torch.Tensor) -> tuple[list, list]:
+        """``layout.views`` of params and grad, kept while the trainer passes the same
+        tensors step after step (making ~10 views per step costs as much as a small layer)."""
+        bound = self._bound
+        if bound is None or bound[0] is not params or bound[1] is not grad:
+            bound = self._bound = (
+                params,
+                grad,
+                self.layout.views(params),
+                self.layout.views(grad),
+            )
+        return bound[2], bound[3]
 
     def _buffer(self, name: str, shape: tuple[int, ...]) -> torch.Tensor:
         """A scratch tensor kept between steps (fresh multi-megabyte tensors

@@ -16,23 +16,25 @@ run, so memory does not grow while playing.
 At the first non-finite loss, gradient or weight of a lane, the trainer
 records ``exploded_at`` (the 1-based step) and what went non-finite first
 (quantity and layer). A single-lane run stops there; in a multi-lane run the
-other lanes go on. ``TwinRun`` steps two trainers in lock-step (same init,
-same batches) for a clipped-vs-unclipped comparison.
+other lanes go on. Two trainers of configurations that share the seed and
+batch size start from the same weights and see the same batches: that is
+how the Lab's twin runs compare clipped and unclipped in lock-step.
+``result(lane)`` freezes a lane's run into a ``RunResult``.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 import torch
 
-from clipviz.engine.clipping import rule_for
+from clipviz.engine.clipping import clip_statistics, rule_for
 from clipviz.engine.config import TrainConfig
 from clipviz.engine.data import Dataset, dataset_for
 from clipviz.engine.models import build_model
+from clipviz.engine.result import Explosion, RunResult
 
 ADAM_BETAS = (0.9, 0.999)
 ADAM_EPS = 1e-8
@@ -47,35 +49,9 @@ STEP_FIELDS = (
     "weight_norm",
     "update_ratio",
     "max_abs_grad",
-    "above_one_fraction",  # share of the applied (clipped) gradient's components with |g| > 1
+    "above_one_fraction",  # share of nodes whose applied error gradient |dL/db| > 1
 )
-
-
-@dataclass(frozen=True)
-class Explosion:
-    """Where and how a lane's run went non-finite."""
-
-    step: int  # 1-based optimizer step
-    quantity: str  # "loss", "gradient" or "weights"
-    layer: str | None  # the first layer where it happened (None for the loss)
-    grad_norm_before: float | None  # the gradient norm of the last finite step
-    # The largest |component| of the gradient at the step, when it is known to be
-    # finite: then only the float32 sum of squares inside the norm overflowed.
-    largest_component: float | None = None
-
-    def describe(self) -> str:
-        where = f" in layer '{self.layer}'" if self.layer else ""
-        if self.quantity == "gradient" and self.largest_component is not None:
-            return (
-                f"the gradient norm{where} overflowed float32: every component was finite "
-                f"(the largest {self.largest_component:.2g}), but the sum of their squares "
-                "passed float32's limit of about 3.4e38, so PyTorch's clip_grad_norm_ "
-                "would return inf too"
-            )
-        what = {"loss": "the loss", "gradient": "the gradient", "weights": "the weights"}[
-            self.quantity
-        ]
-        return f"{what}{where} became NaN or infinite"
+STAT = {name: i for i, name in enumerate(STEP_FIELDS)}  # a statistic's row in ``_stats``
 
 
 class Trainer:
@@ -136,8 +112,6 @@ class Trainer:
         self.initial_params = single.clone()
         self.params = single.unsqueeze(1).repeat(1, n_lanes).contiguous()
         self.grad = torch.zeros_like(self.params)
-        self._views = self.layout.views(self.params)
-        self._gviews = self.layout.views(self.grad)
         self.velocity = torch.zeros_like(self.params)
         self._direction = torch.empty_like(self.params)  # reused: see _update_direction
         # Many lanes, SGD, summary records: the fused optimizer step (_sgd_step_lanes).
@@ -237,12 +211,9 @@ class Trainer:
     def _one_step(self) -> None:
         s = self.step_count
         x, y = self._next_batch()
-        if self.model.recurrent:
-            loss = self.model.loss_and_grad(self.params, x, y, self.grad, self._hidden_scratch)
-            if self.hidden_grads:
-                self._hidden[s] = self._hidden_scratch
-        else:
-            loss = self.model.loss_and_grad(self.params, x, y, self.grad, self._views, self._gviews)
+        loss = self.model.loss_and_grad(self.params, x, y, self.grad, self._hidden_scratch)
+        if self.hidden_grads:
+            self._hidden[s] = self._hidden_scratch
         if self.config.weight_decay > 0:  # an L2 penalty (wd/2)||w||^2 on the loss
             self.grad.add_(self.params, alpha=self.config.weight_decay)
         full = self.record == "full"
@@ -325,26 +296,20 @@ class Trainer:
         layer_sq_after = torch.zeros_like(layer_sq)
         layer_sq_after.index_add_(1, layout.tensor_layer, sq_after)
         norm_before = self._grad_norm[start:stop]
-        norm_after = torch.linalg.vector_norm(after, dim=1)
-        changed = ((after != before) & ~(after.isnan() & before.isnan())).float().mean(dim=1)
-        cosine = (before * after).sum(dim=1) / (norm_before * norm_after).clamp_min(1e-30)
+        clip = clip_statistics(before, after, norm_before)
         weight_norm = torch.linalg.vector_norm(weights, dim=1)
-        self._stats[start:stop] = torch.stack(
-            [
-                self._loss[start:stop],
-                norm_before,
-                norm_after,
-                norm_after / norm_before.clamp_min(1e-30),
-                (changed > 0).float(),
-                changed,
-                torch.where(norm_after > 0, cosine, torch.ones_like(cosine)),
-                weight_norm,
-                torch.linalg.vector_norm(update, dim=1) / weight_norm,
-                torch.linalg.vector_norm(before, ord=math.inf, dim=1),
-                (~(after.abs() <= 1)).float().mean(dim=1),  # NaN counts as above
-            ],
-            dim=1,
-        )
+        stats = {
+            "loss": self._loss[start:stop],
+            "grad_norm": norm_before,
+            **clip,
+            "weight_norm": weight_norm,
+            "update_ratio": torch.linalg.vector_norm(update, dim=1) / weight_norm,
+            "max_abs_grad": torch.linalg.vector_norm(before, ord=math.inf, dim=1),
+            # The share of nodes whose error gradient (the gradient of their bias, as
+            # applied after clipping) is above 1 in size; NaN counts as above.
+            "above_one_fraction": (~(after[:, layout.bias_rows].abs() <= 1)).float().mean(dim=1),
+        }
+        self._stats[start:stop] = torch.stack([stats[name] for name in STEP_FIELDS], dim=1)
         self._layer_norms[start:stop] = layer_sq.sqrt()
         self._layer_norms_after[start:stop] = layer_sq_after.sqrt()
 
@@ -361,7 +326,7 @@ class Trainer:
         for lane in torch.nonzero(lanes).flatten().tolist():
             step, quantity, layer = s + 1, None, None
             if self.record == "full" and s >= 1:
-                prev_weights = self._stats[s - 1, 7, lane]
+                prev_weights = self._stats[s - 1, STAT["weight_norm"], lane]
                 if not math.isfinite(float(prev_weights)):
                     step, quantity = s, "weights"
             if quantity is None and not math.isfinite(float(self._loss[s, lane])):
@@ -379,7 +344,7 @@ class Trainer:
                 before = value if math.isfinite(value) else None
             largest = None
             if quantity == "gradient" and self.record == "full":
-                value = float(self._stats[s, STEP_FIELDS.index("max_abs_grad"), lane])
+                value = float(self._stats[s, STAT["max_abs_grad"], lane])
                 largest = value if math.isfinite(value) else None
             self.explosions[lane] = Explosion(step, quantity, layer, before, largest)
             if self.n_lanes == 1:
@@ -477,21 +442,33 @@ class Trainer:
         train[bad], test[bad] = np.nan, np.nan
         return train, test
 
-    def summary(self, lane: int = 0) -> RunSummary:
-        rec = self.records(lane)
-        train, test = self.final_losses()
-        norms = rec["grad_norm"] if "grad_norm" in rec else np.array([np.nan])
-        finite_norms = norms[np.isfinite(norms)]
-        clipped = rec.get("clipped", np.zeros(0))
-        return RunSummary(
+    def result(self, lane: int = 0, *, evaluate_now: bool = False) -> RunResult:
+        """A lane's run so far, frozen into plain arrays (``RunResult``).
+
+        ``evaluate_now``: when the run stands between epochs (or does not evaluate
+        epochs at all), measure the whole-set losses of the current weights: the
+        final losses of a run stopped there.
+        """
+        losses_now = None
+        unrecorded = self.step_count % self.batches_per_epoch or not self.evaluate_epochs
+        if evaluate_now and unrecorded and self.step_count:
+            train = self.evaluate(self.data.x_train, self.data.y_train)[lane]
+            test = self.evaluate(self.data.x_test, self.data.y_test)[lane]
+            losses_now = (float(train), float(test))
+        return RunResult(
             config=self.config,
-            steps=self.step_count,
-            exploded_at=self.explosions[lane].step if self.explosions[lane] else None,
+            records=self.records(lane),
+            epochs=self.epoch_records(lane),
+            layer_names=tuple(self.layout.layer_names),
+            batches_per_epoch=self.batches_per_epoch,
+            total_steps=self.total_steps,
             explosion=self.explosions[lane],
-            final_train_loss=float(train[lane]),
-            final_test_loss=float(test[lane]),
-            max_grad_norm=float(finite_norms.max()) if finite_norms.size else math.nan,
-            clipped_fraction=float(np.nanmean(clipped)) if clipped.size else 0.0,
+            initial_train_loss=float(self.initial_train_loss[lane]),
+            initial_test_loss=float(self.initial_test_loss[lane]),
+            kind=self.data.kind,
+            mean_guess_test_loss=self.data.mean_guess_test_loss,
+            target_scale=float(self.data.target_scale),
+            losses_now=losses_now,
         )
 
     def memory_bytes(self) -> int:
@@ -507,62 +484,6 @@ class Trainer:
         )
         tensors += [t for t in (getattr(self, name, None) for name in optional) if t is not None]
         return sum(t.numel() * t.element_size() for t in tensors) + self.epoch_train_loss.nbytes * 2
-
-
-@dataclass(frozen=True)
-class RunSummary:
-    """The outcome of one run, as the CLI's ``train`` command reports it."""
-
-    config: TrainConfig
-    steps: int
-    exploded_at: int | None
-    explosion: Explosion | None
-    final_train_loss: float  # MSE in the target's original units (cross-entropy for digits)
-    final_test_loss: float
-    max_grad_norm: float
-    clipped_fraction: float  # fraction of steps at which clipping changed the gradient
-
-    def as_dict(self) -> dict:
-        def clean(v):
-            return None if isinstance(v, float) and not math.isfinite(v) else v
-
-        return {
-            "config": self.config.to_params(),
-            "steps": self.steps,
-            "exploded_at": self.exploded_at,
-            "explosion": self.explosion.describe() if self.explosion else None,
-            "final_train_loss": clean(self.final_train_loss),
-            "final_test_loss": clean(self.final_test_loss),
-            "max_grad_norm": clean(self.max_grad_norm),
-            "clipped_fraction": self.clipped_fraction,
-        }
-
-
-class TwinRun:
-    """Two trainers in lock-step: same init and batches, different settings.
-
-    ``primary`` is the learner's configuration, ``twin`` the comparison (by
-    default the same without clipping). Both see identical weights at step 0
-    and identical batches at every step because they share the seed.
-    """
-
-    def __init__(self, primary: TrainConfig, twin: TrainConfig | None = None, **kwargs):
-        if twin is None:
-            twin = primary.replace(clip_mode="none")
-        if twin.seed != primary.seed or twin.batch_size != primary.batch_size:
-            raise ValueError("a twin must share the seed and batch size to see the same batches")
-        self.primary = Trainer(primary, **kwargs)
-        self.twin = Trainer(twin, **kwargs)
-
-    @property
-    def done(self) -> bool:
-        return self.primary.done and self.twin.done
-
-    def step(self, n: int = 1) -> int:
-        """Advance both by up to ``n`` steps. They share nothing after the start,
-        so stepping each by ``n`` in turn gives exactly the records that
-        alternating single steps would, at a fraction of the cost."""
-        return max(self.primary.step(n), self.twin.step(n))
 
 
 def train(config: TrainConfig, **kwargs) -> Trainer:

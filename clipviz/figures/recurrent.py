@@ -226,17 +226,7 @@ def step_curves_figure(runs: Sequence[NetRun], step: int, *, height: int = 360) 
 
 def run_trace(run: NetRun, label: str | None = None) -> training.RunTrace:
     """A ``NetRun`` as the shared training charts take it."""
-    cfg = run.config
-    return training.RunTrace(
-        label=label or run.name,
-        clipped=cfg.clipped,
-        records=run.records,
-        epochs=run.epochs,
-        layer_names=run.layer_names,
-        clip_norm=cfg.clip_norm if cfg.uses_clip_norm else None,
-        exploded_at=run.exploded_at,
-        loss_name="cross-entropy" if cfg.task == "digits" else "MSE",
-    )
+    return training.RunTrace.from_result(run.result, label or run.name)
 
 
 def _with_twin(run: NetRun) -> list[training.RunTrace]:

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import plotly.graph_objects as go
 
+from clipviz.engine.result import RunResult
 from clipviz.figures.style import HEAT, NEUTRAL, THRESHOLD, layout_spec, run_colour
 
 MAX_POINTS = 2000
@@ -52,26 +53,36 @@ class RunTrace:
     secondary: bool = False  # a comparison run: drawn fainter when colours coincide
 
     @classmethod
-    def from_trainer(
+    def from_result(
         cls,
-        trainer,
+        result: RunResult,
         label: str | None = None,
         *,
         original_units: bool = False,
         secondary: bool = False,
     ) -> RunTrace:
-        cfg = trainer.config
+        """A run's result, ready to draw. ``original_units`` shows a regression's MSE
+        (per step and per epoch) in the target's own units instead of the trained ones."""
+        cfg = result.config
+        records, epochs = result.records, result.epochs
+        if original_units and result.kind == "regression":
+            records = {**records, "loss": result.to_original_mse(records["loss"])}
+            epochs = {
+                **epochs,
+                "train_loss": result.to_original_mse(epochs["train_loss"]),
+                "test_loss": result.to_original_mse(epochs["test_loss"]),
+            }
         return cls(
             label=label or cfg.label(),
             clipped=cfg.clipped,
-            records=trainer.records(),
-            epochs=trainer.epoch_records(original_units=original_units),
-            layer_names=tuple(trainer.layout.layer_names),
+            records=records,
+            epochs=epochs,
+            layer_names=result.layer_names,
             clip_norm=cfg.clip_norm if cfg.uses_clip_norm else None,
-            exploded_at=trainer.exploded_at,
-            loss_name="cross-entropy" if trainer.data.kind == "classification" else "MSE",
+            exploded_at=result.exploded_at,
+            loss_name="cross-entropy" if result.kind == "classification" else "MSE",
             clip_value=cfg.clip_value if cfg.uses_clip_value else None,
-            batches_per_epoch=trainer.batches_per_epoch,
+            batches_per_epoch=result.batches_per_epoch,
             secondary=secondary,
         )
 

@@ -16,7 +16,7 @@ from plotly.subplots import make_subplots
 from clipviz.figures.style import ACCENT, TEST, THRESHOLD, TRAIN, base_layout, run_colour
 from clipviz.figures.training import RunTrace, finite_or_nan
 from clipviz.lessons.diagnose import Finding
-from clipviz.lessons.story import Panel
+from clipviz.lessons.story import ChapterRun, Panel
 
 
 def target_figure(y_train: np.ndarray, y_test: np.ndarray, *, height: int = 360) -> go.Figure:
@@ -162,6 +162,12 @@ def signs_timeline_figure(
     base_layout(fig, height=height)
     fig.update_layout(margin={"t": 80, "l": 80}, showlegend=False)
     return fig
+
+
+def chapter_trace(run: ChapterRun) -> RunTrace:
+    """A chapter's run as the training charts draw it: MSE in the target's own units,
+    the units the tutorial prints its numbers in."""
+    return RunTrace.from_result(run.result, original_units=True)
 
 
 def extension_figure(panels: Sequence[Panel], *, height: int = 420) -> go.Figure:

@@ -1,22 +1,24 @@
-"""Signs of exploding gradients found in a run's records, and fixes that fit.
+"""Signs of exploding gradients found in a run's records.
 
 The six signs are those the practitioner literature lists (Brownlee's
 "A Gentle Introduction to Exploding Gradients", after Goodfellow, Bengio &
-Courville 2016 and Pascanu, Mikolov & Bengio 2013). ``find_signs`` looks for
-each in per-step records and says at which step it first shows; ``suggest_fixes``
-proposes configuration changes that address what was found, each as a dict of
-``TrainConfig`` changes a page can apply in one click.
+Courville 2016 and Pascanu, Mikolov & Bengio 2013), plus dead ReLU units, the
+way an oversized step can silence a network without any number overflowing.
+``find_signs`` looks for each in per-step records and says at which step it
+first shows; the Lab runs it on every tick, ``/your_run`` on an uploaded log.
+The fixes offered for what is found are in ``clipviz.lessons.fixes``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
+from numpy.lib.stride_tricks import sliding_window_view
 
-from clipviz.engine.config import TrainConfig
-from clipviz.engine.trainer import Explosion, Trainer
+from clipviz.engine.result import Explosion
+from clipviz.engine.trainer import Trainer
 
 
 @dataclass(frozen=True)
@@ -113,87 +115,108 @@ class Finding:
         return SIGN_BY_KEY[self.key]
 
 
-@dataclass(frozen=True)
-class Fix:
-    """A one-click change of settings that addresses what was found."""
+def _first(mask: np.ndarray) -> int | None:
+    hits = np.flatnonzero(mask)
+    return int(hits[0]) if hits.size else None
 
-    key: str
-    label: str
-    why: str
-    changes: dict = field(default_factory=dict)
 
-    def apply(self, config: TrainConfig) -> TrainConfig:
-        return config.replace(**self.changes)
+def _streaks(mask: np.ndarray) -> np.ndarray:
+    """For each position, how many True values in a row end there."""
+    index = np.arange(mask.size)
+    last_false = np.maximum.accumulate(np.where(~mask, index, -1))
+    return index - last_false
 
 
 def find_signs(
     records: dict[str, np.ndarray],
     *,
-    initial_weight_norm: float,
+    initial_weight_norm: float | None = None,
     batches_per_epoch: int,
     explosion: Explosion | None = None,
     dead_units: tuple[int, str] | None = None,
 ) -> list[Finding]:
-    """The signs present in per-step ``records`` (``Trainer.records``), in step order."""
+    """The signs present in per-step ``records`` (``Trainer.records`` names), in step order.
+
+    Only ``step`` and ``loss`` are required: a log from another tool (``/your_run``)
+    may lack the weight norm or the per-node share, and the signs that need them
+    are then not looked for. The rules, each chosen so that it stays silent on
+    the healthy reference runs (``tests/test_diagnose.py``):
+
+    * loss_nan / weights_nan: the first step whose loss (weight norm) is not finite.
+    * loss_swings: the batch loss rises more than ``SWING_FACTOR``-fold in one
+      update, to above the first epoch's typical loss (noise between batches of
+      a trained net is not a swing).
+    * weights_grow: the weight norm multiplies ``GROWTH_FACTOR``-fold within
+      ``GROWTH_WINDOW`` updates.
+    * no_progress: after ``NO_PROGRESS_EPOCHS`` epochs, the median batch loss of
+      an epoch is no better than 90% of the first epoch's.
+    * grads_above_one: the sources' "error gradient above 1.0 for each node":
+      at least ``ABOVE_ONE_SHARE`` of the nodes get an error gradient (their
+      bias gradient, as applied after any clipping) above 1 in size, for
+      ``ABOVE_ONE_WINDOW`` steps in a row, or for the last
+      ``ABOVE_ONE_BEFORE_EXPLOSION`` steps before an explosion.
+    * dead_units: given by the caller (it needs the network, see ``dead_layer``).
+    """
     found: list[Finding] = []
-    loss = records["loss"]
-    steps = records["step"]
+    loss = np.asarray(records["loss"], dtype=float)
+    steps = np.asarray(records["step"])
     if loss.size == 0:
         return found
 
     finite = np.isfinite(loss)
-    if not finite.all():
-        i = int(np.argmin(finite))
-        found.append(
-            Finding("loss_nan", int(steps[i]), f"the loss is {loss[i]} at step {steps[i]}")
-        )
+    i = _first(~finite)
+    if i is not None:
+        what = "NaN" if np.isnan(loss[i]) else "infinite"
+        found.append(Finding("loss_nan", int(steps[i]), f"the loss is {what} at step {steps[i]}"))
 
     weight_norm = records.get("weight_norm")
-    if weight_norm is not None:
-        bad = ~np.isfinite(weight_norm)
-        if bad.any():
-            i = int(np.argmax(bad))
+    if weight_norm is not None and len(weight_norm):
+        weight_norm = np.asarray(weight_norm, dtype=float)
+        i = _first(~np.isfinite(weight_norm))
+        if i is not None:
             found.append(
-                Finding("weights_nan", int(steps[i]), f"the weight norm is {weight_norm[i]}")
+                Finding(
+                    "weights_nan",
+                    int(steps[i]),
+                    f"the weight norm is {'NaN' if np.isnan(weight_norm[i]) else 'infinite'}",
+                )
             )
-        norms = np.concatenate([[initial_weight_norm], weight_norm])
+        start = weight_norm[0] if initial_weight_norm is None else initial_weight_norm
+        norms = np.concatenate([[start], weight_norm])
+        padded = np.concatenate([np.full(GROWTH_WINDOW - 1, np.inf), norms[:-1]])
         with np.errstate(all="ignore"):
-            earlier = np.array(
-                [norms[max(0, i - GROWTH_WINDOW) : i].min() for i in range(1, norms.size)]
-            )
+            earlier = sliding_window_view(padded, GROWTH_WINDOW).min(axis=1)
             growth = weight_norm / earlier
-        big = np.isfinite(weight_norm) & (growth >= GROWTH_FACTOR)
-        if big.any():
-            i = int(np.argmax(big))
+        i = _first(np.isfinite(weight_norm) & np.isfinite(growth) & (growth >= GROWTH_FACTOR))
+        if i is not None:
             found.append(
                 Finding(
                     "weights_grow",
                     int(steps[i]),
                     f"the weight norm reached {weight_norm[i]:.3g}, {growth[i]:.0f}x its "
                     f"value at most {GROWTH_WINDOW} updates earlier "
-                    f"(it started at {initial_weight_norm:.3g})",
+                    f"(it started at {start:.3g})",
                 )
             )
     elif explosion is not None and explosion.quantity == "weights":
         found.append(Finding("weights_nan", explosion.step, explosion.describe()))
 
+    epoch = max(1, batches_per_epoch)
     if loss.size >= 2:
         with np.errstate(divide="ignore", invalid="ignore"):
             ratio = loss[1:] / loss[:-1]
-        start = np.nanmedian(loss[: max(1, batches_per_epoch)]) if finite[0] else np.inf
-        jumps = np.isfinite(ratio) & (ratio > SWING_FACTOR) & (loss[1:] > start)
-        if jumps.any():
-            i = int(np.argmax(jumps)) + 1
+        typical = np.nanmedian(loss[:epoch]) if finite[0] else np.inf
+        i = _first(np.isfinite(ratio) & (ratio > SWING_FACTOR) & (loss[1:] > typical))
+        if i is not None:
             found.append(
                 Finding(
                     "loss_swings",
-                    int(steps[i]),
-                    f"the loss rose {ratio[i - 1]:.0f}x in one update, "
-                    f"from {loss[i - 1]:.3g} to {loss[i]:.3g}",
+                    int(steps[i + 1]),
+                    f"the batch loss rose {ratio[i]:.0f}x in one update, "
+                    f"from {loss[i]:.3g} to {loss[i + 1]:.3g}",
                 )
             )
 
-    epoch = max(1, batches_per_epoch)
     if loss.size >= NO_PROGRESS_EPOCHS * epoch:
         first = np.nanmedian(loss[:epoch]) if np.isfinite(loss[:epoch]).any() else np.nan
         for e in range(NO_PROGRESS_EPOCHS - 1, loss.size // epoch):
@@ -211,27 +234,24 @@ def find_signs(
                 break
 
     share = records.get("above_one_fraction")
-    if share is not None and share.size:
-        above = np.nan_to_num(share, nan=1.0) >= ABOVE_ONE_SHARE
-        streak = np.zeros(above.size, dtype=int)
-        for i, hit in enumerate(above):
-            streak[i] = (streak[i - 1] + 1 if i else 1) if hit else 0
-        hits = np.nonzero(streak >= ABOVE_ONE_WINDOW)[0]
-        end = None
-        if hits.size:
-            end = int(hits[0])
-        elif explosion is not None and streak[-1] >= ABOVE_ONE_BEFORE_EXPLOSION:
+    if share is not None and len(share):
+        above = np.nan_to_num(np.asarray(share, dtype=float), nan=1.0) >= ABOVE_ONE_SHARE
+        streak = _streaks(above)
+        end = _first(streak >= ABOVE_ONE_WINDOW)
+        until_explosion = (
+            end is None and explosion is not None and streak[-1] >= ABOVE_ONE_BEFORE_EXPLOSION
+        )
+        if until_explosion:
             end = above.size - 1
         if end is not None:
-            first = end - streak[end] + 1
+            first_step = end - int(streak[end]) + 1
             found.append(
                 Finding(
                     "grads_above_one",
-                    int(steps[first]),
-                    f"from step {steps[first]}, at least {ABOVE_ONE_SHARE:.0%} of the "
-                    f"gradient's components reaching the weights were above 1 for "
-                    f"{streak[end]} steps in a row"
-                    + (" until the run exploded" if not hits.size else ""),
+                    int(steps[first_step]),
+                    f"from step {steps[first_step]}, at least {ABOVE_ONE_SHARE:.0%} of the "
+                    f"nodes got an error gradient above 1 for {int(streak[end])} steps in a "
+                    "row" + (" until the run exploded" if until_explosion else ""),
                 )
             )
 
@@ -271,85 +291,3 @@ def signs_of(trainer: Trainer, lane: int = 0) -> list[Finding]:
         explosion=trainer.explosions[lane],
         dead_units=dead_layer(trainer, lane),
     )
-
-
-def suggest_fixes(config: TrainConfig, findings: list[Finding], *, exploded: bool) -> list[Fix]:
-    """Fixes that fit this config, most direct first. Empty when all is well."""
-    if not exploded and not findings:
-        return []
-    fixes: list[Fix] = []
-    if config.clip_mode == "none":
-        fixes.append(
-            Fix(
-                "clip_norm",
-                "Clip by norm at 1.0",
-                "Caps the length of every update; the direction is kept.",
-                {"clip_mode": "norm", "clip_norm": 1.0},
-            )
-        )
-    elif config.uses_clip_norm and config.clip_norm > 0.1:
-        fixes.append(
-            Fix(
-                "lower_threshold",
-                f"Clip norm {config.clip_norm:g} -> {config.clip_norm / 10:g}",
-                "A tighter cap on each update.",
-                {"clip_norm": config.clip_norm / 10},
-            )
-        )
-    regression = config.network == "mlp" or config.task == "adding"
-    if regression and config.target_scaling == "none":
-        fixes.append(
-            Fix(
-                "standardize",
-                "Standardize the target",
-                "Targets near 0 with unit spread give small errors, so small gradients.",
-                {"target_scaling": "standardize"},
-            )
-        )
-    if config.lr > 1e-4:
-        fixes.append(
-            Fix(
-                "lr_div_10",
-                f"Learning rate / 10 ({config.lr / 10:.3g})",
-                "Smaller steps; the same gradient moves the weights ten times less.",
-                {"lr": float(f"{config.lr / 10:.6g}")},
-            )
-        )
-    if config.network == "rnn":
-        fixes.append(
-            Fix(
-                "use_lstm",
-                "Use an LSTM",
-                "Gates keep the gradient through time in check.",
-                {"network": "lstm"},
-            )
-        )
-    if config.is_recurrent and config.tbptt == 0 and config.seq_len >= 20:
-        k = max(5, config.seq_len // 10)
-        fixes.append(
-            Fix(
-                "tbptt",
-                f"Truncate backprop to {k} steps",
-                "The gradient crosses at most k recurrent Jacobians.",
-                {"tbptt": k},
-            )
-        )
-    if config.network == "mlp" and config.depth > 2:
-        fixes.append(
-            Fix(
-                "fewer_layers",
-                f"Use {config.depth // 2} hidden layers",
-                "Fewer factors in the backpropagated product.",
-                {"depth": config.depth // 2},
-            )
-        )
-    if config.weight_decay == 0:
-        fixes.append(
-            Fix(
-                "weight_decay",
-                "Add L2 weight decay 1e-3",
-                "Penalises large weights, pulling them back every step.",
-                {"weight_decay": 1e-3},
-            )
-        )
-    return fixes

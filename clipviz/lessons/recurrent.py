@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from clipviz.engine.config import TrainConfig
+from clipviz.engine.result import RunResult
 from clipviz.engine.trainer import Trainer
 
 NETWORK_NAMES = {"rnn": "vanilla RNN", "lstm": "LSTM"}
@@ -72,19 +73,51 @@ def growth_factor(norms: np.ndarray, tbptt: int = 0) -> float:
 
 @dataclass(frozen=True)
 class NetRun:
-    """One network trained for the page: its records and what happened."""
+    """One network trained for the page: its ``RunResult`` (with ``hidden_grad_norm``
+    (steps, T) among the records), the time it took, and its unclipped twin."""
 
-    network: str  # "rnn" or "lstm"
-    config: TrainConfig
-    records: dict[str, np.ndarray]  # Trainer.records(), with "hidden_grad_norm" (steps, T)
-    epochs: dict[str, np.ndarray]  # Trainer.epoch_records()
-    layer_names: tuple[str, ...]
-    exploded_at: int | None
-    explosion: str | None  # Explosion.describe(), e.g. "the loss became NaN or infinite"
-    initial_loss: float  # whole training set, before any update
-    final_loss: float  # whole training set at the end (NaN after an explosion)
+    result: RunResult
     seconds: float
     twin: NetRun | None = None  # the same net without clipping, when this one clips
+
+    @property
+    def config(self) -> TrainConfig:
+        return self.result.config
+
+    @property
+    def network(self) -> str:
+        return self.config.network
+
+    @property
+    def records(self) -> dict[str, np.ndarray]:
+        return self.result.records
+
+    @property
+    def epochs(self) -> dict[str, np.ndarray]:
+        return self.result.epochs
+
+    @property
+    def layer_names(self) -> tuple[str, ...]:
+        return self.result.layer_names
+
+    @property
+    def exploded_at(self) -> int | None:
+        return self.result.exploded_at
+
+    @property
+    def explosion(self) -> str | None:
+        """``Explosion.describe()``, e.g. "the loss became NaN or infinite"."""
+        return self.result.explosion.describe() if self.result.explosion else None
+
+    @property
+    def initial_loss(self) -> float:
+        """Whole training set, before any update."""
+        return self.result.initial_train_loss
+
+    @property
+    def final_loss(self) -> float:
+        """Whole training set at the end (NaN after an explosion)."""
+        return self.result.final_train_loss
 
     @property
     def name(self) -> str:
@@ -112,8 +145,7 @@ class NetRun:
 
     @property
     def clipped_fraction(self) -> float:
-        clipped = self.records.get("clipped")
-        return float(np.nanmean(clipped)) if clipped is not None and clipped.size else 0.0
+        return self.result.clipped_fraction
 
 
 @dataclass(frozen=True)
@@ -145,18 +177,8 @@ def train_net(config: TrainConfig, steps: int, *, twin: bool = True) -> NetRun:
     trainer = Trainer(config, hidden_grads=True)
     trainer.step(steps)
     seconds = time.perf_counter() - started
-    train_loss, _ = trainer.final_losses(original_units=False)
-    explosion = trainer.explosion
     return NetRun(
-        network=config.network,
-        config=config,
-        records=trainer.records(),
-        epochs=trainer.epoch_records(),
-        layer_names=trainer.layout.layer_names,
-        exploded_at=trainer.exploded_at,
-        explosion=explosion.describe() if explosion else None,
-        initial_loss=float(trainer.initial_train_loss[0]),
-        final_loss=float(train_loss[0]),
+        result=trainer.result(evaluate_now=True),
         seconds=seconds,
         twin=train_net(config.replace(clip_mode="none"), steps, twin=False)
         if twin and config.clipped

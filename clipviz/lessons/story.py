@@ -16,18 +16,18 @@ configuration and states what that configuration shows, in a form
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qs
 
 import numpy as np
 
 from clipviz.engine.config import DEFAULT, PRESETS, TrainConfig
 from clipviz.engine.data import reference_arrays
+from clipviz.engine.labstate import CUSTOM, LabState
+from clipviz.engine.result import RunResult
 from clipviz.engine.trainer import Trainer
-from clipviz.figures.training import RunTrace
 from clipviz.lessons.diagnose import FIX_NOTES, SIGN_BY_KEY, Finding, signs_of
 from clipviz.lessons.experiments import EXPERIMENT_BY_NAME, EXPERIMENTS, Experiment
 
@@ -43,20 +43,15 @@ SUB_100 = 100.0  # the tutorial describes how fast the MSE falls below 100
 # ---- links to the Training Lab -------------------------------------------
 
 
-def lab_query(config: TrainConfig) -> str:
-    """The shortest query string that opens exactly ``config`` in the Lab.
+def lab_state(config: TrainConfig) -> LabState:
+    """The Lab state that opens ``config``: under its preset's name when it is one."""
+    preset = next((n for n, p in PRESETS.items() if p.config == config), CUSTOM)
+    return LabState(config, preset)
 
-    A configuration that is a preset up to its seed is written as the preset's
-    name (plus the seed when it differs), which reads well in a shared link;
-    anything else is written out key by key.
-    """
-    for name, preset in PRESETS.items():
-        if preset.config.replace(seed=config.seed) == config:
-            params = {"preset": name}
-            if config.seed != preset.config.seed:
-                params["seed"] = str(config.seed)
-            return urlencode(params)
-    return config.to_query()
+
+def lab_query(config: TrainConfig) -> str:
+    """The query string that opens exactly ``config`` in the Lab (``LabState.to_query``)."""
+    return lab_state(config).to_query()
 
 
 def lab_url(config_or_query: TrainConfig | str) -> str:
@@ -67,10 +62,10 @@ def lab_url(config_or_query: TrainConfig | str) -> str:
 
 def config_from_query(query: str) -> TrainConfig:
     """The configuration a Lab link opens (raises ValueError on a bad link)."""
-    config, problems = TrainConfig.from_params(dict(parse_qsl(query)))
+    state, problems = LabState.from_query(parse_qs(query, keep_blank_values=True))
     if problems:
         raise ValueError("; ".join(str(p) for p in problems))
-    return config
+    return state.config
 
 
 # ---- chapter 1: the data ---------------------------------------------------
@@ -179,30 +174,93 @@ CHAPTER_BY_KEY = {c.key: c for c in RUN_CHAPTERS}
 
 @dataclass(frozen=True)
 class ChapterRun:
-    """One fully recorded run of a chapter's configuration, and what it shows."""
+    """One fully recorded run of a chapter's configuration, and what it shows.
+
+    The numbers are read off the run's ``RunResult``; MSEs are in the target's
+    original units, as the tutorial prints them (charts draw the result with
+    ``original_units=True`` for the same reason).
+    """
 
     chapter: str
-    config: TrainConfig
-    trace: RunTrace  # loss in the target's original units (see ``chapter_run``)
-    total_steps: int
-    batches_per_epoch: int
-    exploded_at: int | None
-    explosion: str | None  # e.g. "the loss became NaN or infinite"
-    explosion_quantity: str | None  # "loss", "gradient" or "weights"
-    explosion_layer: str | None
+    result: RunResult
     findings: tuple[Finding, ...]
-    final_train_mse: float  # original units; NaN when it exploded
-    final_test_mse: float
-    initial_train_mse: float  # before the first update, original units
-    first_grad_norm: float
-    max_grad_norm: float  # largest finite gradient norm before clipping
-    clipped_share: float  # fraction of steps at which clipping changed the gradient
-    median_angle_deg: float  # median angle between raw and clipped gradient
-    epoch_below_100: int | None  # first epoch whose train MSE is below 100
+
+    @property
+    def config(self) -> TrainConfig:
+        return self.result.config
+
+    @property
+    def total_steps(self) -> int:
+        return self.result.total_steps
+
+    @property
+    def batches_per_epoch(self) -> int:
+        return self.result.batches_per_epoch
+
+    @property
+    def exploded_at(self) -> int | None:
+        return self.result.exploded_at
 
     @property
     def exploded(self) -> bool:
         return self.exploded_at is not None
+
+    @property
+    def explosion(self) -> str | None:
+        """E.g. "the loss became NaN or infinite"."""
+        return self.result.explosion.describe() if self.result.explosion else None
+
+    @property
+    def explosion_quantity(self) -> str | None:
+        return self.result.explosion.quantity if self.result.explosion else None
+
+    @property
+    def explosion_layer(self) -> str | None:
+        return self.result.explosion.layer if self.result.explosion else None
+
+    @property
+    def final_train_mse(self) -> float:
+        return self.result.final_train_mse
+
+    @property
+    def final_test_mse(self) -> float:
+        return self.result.final_test_mse
+
+    @property
+    def initial_train_mse(self) -> float:
+        """Before the first update."""
+        return float(self.result.to_original_mse(self.result.initial_train_loss))
+
+    @property
+    def first_grad_norm(self) -> float:
+        norms = self.result.records["grad_norm"]
+        return float(norms[0]) if norms.size else math.nan
+
+    @property
+    def max_grad_norm(self) -> float:
+        """The largest finite gradient norm before clipping."""
+        return self.result.max_grad_norm
+
+    @property
+    def clipped_share(self) -> float:
+        """The fraction of steps at which clipping changed the gradient."""
+        return self.result.clipped_fraction
+
+    @property
+    def median_angle_deg(self) -> float:
+        """The median angle between the raw and the clipped gradient."""
+        cosine = self.result.records["cosine"]
+        cosine = cosine[np.isfinite(cosine)]
+        if not cosine.size:
+            return 0.0
+        return float(np.degrees(np.arccos(np.clip(np.median(cosine), -1, 1))))
+
+    @property
+    def epoch_below_100(self) -> int | None:
+        """The first epoch whose whole-set train MSE is below 100."""
+        train = self.result.to_original_mse(self.result.epochs["train_loss"])
+        below = np.nonzero(np.isfinite(train) & (train < SUB_100))[0]
+        return int(below[0]) + 1 if below.size else None
 
     @property
     def first_finding(self) -> Finding | None:
@@ -220,49 +278,10 @@ class ChapterRun:
 
 
 def chapter_run(key: str, seed: int = DEFAULT_SEED) -> ChapterRun:
-    """Train chapter ``key``'s configuration with ``seed``, fully recorded.
-
-    The per-step batch loss of a standardized run is converted back to the
-    target's original units (MSE scales with the square of the scale), so every
-    chapter's loss chart reads in the same units as the published numbers.
-    """
+    """Train chapter ``key``'s configuration with ``seed``, fully recorded."""
     config = CHAPTER_BY_KEY[key].config.replace(seed=seed)
     trainer = Trainer(config).run()
-    records = trainer.records()
-    findings = signs_of(trainer)
-    scale_sq = trainer.data.scaler.scale**2
-    shown = dict(records)
-    shown["loss"] = records["loss"] * scale_sq
-    trace = dataclasses.replace(RunTrace.from_trainer(trainer, original_units=True), records=shown)
-    train, test = trainer.final_losses()
-    norms = records["grad_norm"]
-    finite_norms = norms[np.isfinite(norms)]
-    cosine = records["cosine"][np.isfinite(records["cosine"])]
-    epoch_train = trace.epochs["train_loss"]
-    below = np.nonzero(np.isfinite(epoch_train) & (epoch_train < SUB_100))[0]
-    explosion = trainer.explosion
-    return ChapterRun(
-        chapter=key,
-        config=config,
-        trace=trace,
-        total_steps=trainer.total_steps,
-        batches_per_epoch=trainer.batches_per_epoch,
-        exploded_at=trainer.exploded_at,
-        explosion=explosion.describe() if explosion else None,
-        explosion_quantity=explosion.quantity if explosion else None,
-        explosion_layer=explosion.layer if explosion else None,
-        findings=tuple(findings),
-        final_train_mse=float(train[0]),
-        final_test_mse=float(test[0]),
-        initial_train_mse=float(trainer.data.to_original_mse(trainer.initial_train_loss[0])),
-        first_grad_norm=float(norms[0]) if norms.size else math.nan,
-        max_grad_norm=float(finite_norms.max()) if finite_norms.size else math.nan,
-        clipped_share=float(np.nanmean(records["clipped"])) if norms.size else 0.0,
-        median_angle_deg=float(np.degrees(np.arccos(np.clip(np.median(cosine), -1, 1))))
-        if cosine.size
-        else 0.0,
-        epoch_below_100=int(below[0]) + 1 if below.size else None,
-    )
+    return ChapterRun(chapter=key, result=trainer.result(), findings=tuple(signs_of(trainer)))
 
 
 def published_numbers(experiment: str) -> tuple[float, float] | None:
@@ -501,14 +520,19 @@ class LabLink:
     """A Lab configuration and what running it shows (checked by ``verify_link``)."""
 
     label: str
-    query: str
+    config: TrainConfig
     explodes: bool | None = None  # None: not part of the claim
     shows: tuple[str, ...] = ()  # sign keys find_signs must report
     lacks: tuple[str, ...] = ()  # sign keys find_signs must not report
+    learns: bool | None = None  # the progress detector (RunResult.learned) must agree
+
+    @property
+    def query(self) -> str:
+        return lab_query(self.config)
 
     @property
     def url(self) -> str:
-        return lab_url(self.query)
+        return lab_url(self.config)
 
 
 @dataclass(frozen=True)
@@ -532,9 +556,9 @@ class LinkCheck:
 
 
 def verify_link(link: LabLink) -> LinkCheck:
-    """Train the link's configuration and check each part of its claim."""
-    config = config_from_query(link.query)
-    trainer = Trainer(config).run()
+    """Train the configuration the link opens (read back through the Lab-state codec,
+    as the Lab reads it) and check each part of its claim."""
+    trainer = Trainer(config_from_query(link.query)).run()
     findings = signs_of(trainer)
     keys = tuple(dict.fromkeys(f.key for f in findings))
     problems = []
@@ -545,16 +569,35 @@ def verify_link(link: LabLink) -> LinkCheck:
         )
     problems += [f"sign {k!r} not found (found {keys})" for k in link.shows if k not in keys]
     problems += [f"sign {k!r} found but should not be" for k in link.lacks if k in keys]
+    if link.learns is not None:
+        result = trainer.result()
+        if link.learns != result.learned:
+            problems.append(
+                f"expected it {'to learn' if link.learns else 'not to learn'}: final test "
+                f"loss {result.final_test_loss:.4g}, mean guess {result.mean_guess_test_loss:.4g}"
+            )
     return LinkCheck(link, trainer.exploded_at, keys, tuple(problems))
 
 
-_UNSCALED = "preset=tutorial_unscaled"
+_UNSCALED = PRESETS["tutorial_unscaled"].config
 # A vanilla RNN on the adding problem (recurrent weights of spectral radius 1.5),
 # written out key by key so the link keeps its meaning if the presets are retuned.
-_RNN = (
-    "network=rnn&task=adding&seq_len=100&hidden_size=16&recurrent_scale=1.5&lr=0.1"
-    "&momentum=0.9&batch_size=32&epochs=5&n_train=512&target_scaling=none"
+_RNN = DEFAULT.replace(
+    network="rnn",
+    task="adding",
+    seq_len=100,
+    hidden_size=16,
+    recurrent_scale=1.5,
+    lr=0.1,
+    momentum=0.9,
+    batch_size=32,
+    epochs=5,
+    n_train=512,
+    target_scaling="none",
 )
+# The tutorial's net at a learning rate fifty times too large, clipped by value:
+# nothing overflows, but its first steps kill every ReLU unit.
+_DEAD = DEFAULT.replace(lr=0.5, clip_mode="value", clip_value=5.0)
 
 
 def _sign(key: str, note: str, *links: LabLink) -> ChecklistItem:
@@ -565,13 +608,15 @@ def _sign(key: str, note: str, *links: LabLink) -> ChecklistItem:
 SIGN_CHECKLIST: tuple[ChecklistItem, ...] = (
     _sign(
         "no_progress",
-        "Clipping keeps every number finite, but at this learning rate each step "
-        "overshoots and the loss never settles.",
+        "Clipping keeps every number finite, yet the loss stays where it started: the first "
+        "oversized steps pushed every ReLU unit below zero on every row (see the next sign), "
+        "so the net can only output one constant.",
         LabLink(
             "clip by value 5 at lr 0.5",
-            "lr=0.5&clip_mode=value&clip_value=5",
+            _DEAD,
             explodes=False,
             shows=("no_progress",),
+            learns=False,
         ),
     ),
     _sign(
@@ -586,7 +631,7 @@ SIGN_CHECKLIST: tuple[ChecklistItem, ...] = (
     ),
     _sign(
         "weights_grow",
-        "The weight norm passes ten times its starting value before anything turns NaN.",
+        "The weight norm multiplies tenfold within a few updates, before anything turns NaN.",
         LabLink("the tutorial's unscaled run", _UNSCALED, explodes=True, shows=("weights_grow",)),
     ),
     _sign(
@@ -595,13 +640,24 @@ SIGN_CHECKLIST: tuple[ChecklistItem, ...] = (
         LabLink("the tutorial's unscaled run", _UNSCALED, explodes=True, shows=("weights_nan",)),
     ),
     _sign(
-        "grads_above_one",
-        "Clipping caps each update at length 1, but the raw gradient of every layer "
-        "stays far above 1.",
+        "dead_units",
+        "The same run as 'the loss does not improve': the Lab names the layer whose units "
+        "all died, and the step by which they had.",
         LabLink(
-            "clip by norm 1 on the unscaled target",
-            "preset=tutorial_clip_norm",
+            "clip by value 5 at lr 0.5",
+            _DEAD,
             explodes=False,
+            shows=("dead_units",),
+        ),
+    ),
+    _sign(
+        "grads_above_one",
+        "From the first steps, nearly every node's error gradient is far above 1, and stays "
+        "there until the run overflows.",
+        LabLink(
+            "the tutorial's unscaled run",
+            _UNSCALED,
+            explodes=True,
             shows=("grads_above_one",),
         ),
     ),
@@ -618,52 +674,70 @@ FIX_CHECKLIST: tuple[ChecklistItem, ...] = (
     _fix(
         "Scale the target",
         "The same network and learning rate train once the target is standardized.",
-        LabLink("standardized target", "preset=tutorial_scaled", explodes=False),
+        LabLink(
+            "standardized target", PRESETS["tutorial_scaled"].config, explodes=False, learns=True
+        ),
     ),
     _fix(
         "Lower the learning rate",
         "At lr 0.001 instead of 0.01 the unscaled run trains without clipping.",
-        LabLink("lr 0.001, unscaled", "lr=0.001", explodes=False),
+        LabLink("lr 0.001, unscaled", DEFAULT.replace(lr=0.001), explodes=False, learns=True),
     ),
     _fix(
         "Use fewer layers",
         "At lr 0.001, four hidden layers explode while one trains.",
-        LabLink("4 hidden layers", "lr=0.001&depth=4", explodes=True),
-        LabLink("1 hidden layer", "lr=0.001&depth=1", explodes=False),
+        LabLink("4 hidden layers", DEFAULT.replace(lr=0.001, depth=4), explodes=True),
+        LabLink("1 hidden layer", DEFAULT.replace(lr=0.001, depth=1), explodes=False, learns=True),
     ),
     _fix(
         "Use a smaller batch size",
         "Not a sure cure: on this problem at lr 0.003 a batch of 8 explodes sooner, and a "
         "batch of 128 trains.",
-        LabLink("batch 8", "lr=0.003&batch_size=8", explodes=True),
-        LabLink("batch 128", "lr=0.003&batch_size=128", explodes=False),
+        LabLink("batch 8", DEFAULT.replace(lr=0.003, batch_size=8), explodes=True),
+        LabLink(
+            "batch 128",
+            DEFAULT.replace(lr=0.003, batch_size=128),
+            explodes=False,
+            learns=True,
+        ),
     ),
     _fix(
         "Truncate backpropagation through time",
         "A vanilla RNN on 100-step sequences: with full backpropagation its weights grow "
-        "tenfold within a few updates; cut hard, after 2 steps, they stay within ten times "
-        "their start. A cut that short also stops the net learning long-range links: "
-        "truncation trades memory for stability.",
+        "tenfold within a few updates; cut after 2 steps, they stay within ten times their "
+        "start. The price is a biased gradient: the long-range links get no direct signal.",
         LabLink("RNN, full backprop", _RNN, shows=("weights_grow",)),
-        LabLink("RNN, truncated to 2 steps", _RNN + "&tbptt=2", lacks=("weights_grow",)),
+        LabLink("RNN, truncated to 2 steps", _RNN.replace(tbptt=2), lacks=("weights_grow",)),
     ),
     _fix(
         "Use LSTM units",
         "The Recurrent page's vanilla RNN overflows on 100-step sequences; the same task "
-        "and settings with LSTM units train.",
-        LabLink("vanilla RNN", "preset=rnn_explodes", explodes=True),
-        LabLink("LSTM instead", "preset=rnn_explodes&network=lstm", explodes=False),
+        "and settings with LSTM units do not.",
+        LabLink("vanilla RNN", PRESETS["rnn_explodes"].config, explodes=True),
+        LabLink(
+            "LSTM instead",
+            PRESETS["rnn_explodes"].config.replace(network="lstm"),
+            explodes=False,
+        ),
     ),
     _fix(
         "Penalise large weights",
         "Not enough on its own here: an L2 penalty is tiny next to gradients in the "
         "hundreds, so the unscaled run still explodes.",
-        LabLink("unscaled, weight decay 0.01", _UNSCALED + "&weight_decay=0.01", explodes=True),
+        LabLink(
+            "unscaled, weight decay 0.01",
+            _UNSCALED.replace(weight_decay=0.01),
+            explodes=True,
+        ),
     ),
     _fix(
         "Clip the gradient",
         "The unscaled run trains with either kind of clipping.",
-        LabLink("clip by norm 1", "preset=tutorial_clip_norm", explodes=False),
-        LabLink("clip by value 5", "preset=tutorial_clip_value", explodes=False),
+        LabLink(
+            "clip by norm 1", PRESETS["tutorial_clip_norm"].config, explodes=False, learns=True
+        ),
+        LabLink(
+            "clip by value 5", PRESETS["tutorial_clip_value"].config, explodes=False, learns=True
+        ),
     ),
 )
