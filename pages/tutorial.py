@@ -17,6 +17,7 @@ from clipviz.figures.tutorial import (
     target_figure,
 )
 from clipviz.lessons import story
+from clipviz.lessons.diagnose import SIGNS
 
 ensure_router()
 
@@ -110,13 +111,10 @@ def _versus_published(run: story.ChapterRun) -> None:
 
 def _still_flagged(run: story.ChapterRun) -> None:
     if not run.findings:
-        st.caption("The sign detector finds none of the six signs in this run.")
+        st.caption(f"The Lab's sign detector finds none of its {len(SIGNS)} signs in this run.")
         return
     named = "; ".join(f"{f.sign.title.lower()} (from step {f.step})" for f in run.findings)
-    st.caption(
-        f"The sign detector still reports: {named}. Clipping bounds each update; it does "
-        "not make the raw gradient small, and bounded steps can be slow at first."
-    )
+    st.caption(f"The Lab's sign detector reports: {named}.")
 
 
 def _fell(run: story.ChapterRun) -> str:
@@ -279,7 +277,9 @@ with left:
     st.markdown(
         "Back to the raw target, and no scaling. This time, whenever the gradient of all "
         "weights together is longer than 1, it is shrunk to length 1 before the update. Its "
-        "direction is kept. Keras writes this `clipnorm=1.0`; PyTorch "
+        "direction is kept. The tutorial's Keras 2.2 wrote this `clipnorm=1.0`; in today's "
+        "Keras that argument clips each weight tensor on its own, and the rule used here is "
+        "`global_clipnorm=1.0` (tf.keras since 2.4, and Keras 3). PyTorch: "
         "`clip_grad_norm_(params, 1.0)`."
     )
 with right:
@@ -291,6 +291,21 @@ st.markdown(
     f"the gradient at **{clip_norm.clipped_share:.0%}** of the steps. The training MSE "
     f"was {clip_norm.initial_train_mse:,.0f} before the first update and {_fell(clip_norm)}; "
     f"the tutorial describes {story.CHAPTER_BY_KEY['clip_norm'].published_curve}."
+)
+st.markdown(
+    f"Clipping caps the gradient, not the step. With momentum "
+    f"{clip_norm.config.momentum:g} the update is the learning rate times a velocity that "
+    "adds up the clipped gradients of past steps, so it can be longer than "
+    "$\\eta c$ and need not point along the latest clipped gradient; its length is at most"
+)
+st.latex(
+    r"\lVert \Delta w \rVert \le \frac{\eta\, c}{1 - m} = "
+    + f"\\frac{{{clip_norm.config.lr:g} \\times {clip_norm.config.clip_norm:g}}}"
+    + f"{{1 - {clip_norm.config.momentum:g}}} = {clip_norm.update_bound:g}"
+)
+st.markdown(
+    f"In this run the longest update measured **{clip_norm.max_update_norm:.3g}** "
+    f"({clip_norm.max_update_norm / clip_norm.update_bound:.0%} of that bound)."
 )
 _run_charts(clip_norm, "ch4")
 _still_flagged(clip_norm)
@@ -327,8 +342,9 @@ with st.container(border=True):
         "order and other float rounding, and a value-clipped run in particular ends far from "
         "where the next seed ends (chapter 6). Keras 2.2's `clipnorm` rescaled the global norm "
         "of all gradients together, as PyTorch's `clip_grad_norm_` does, while tf.keras and "
-        "Keras 3 clip each weight tensor separately (Keras 3's `global_clipnorm` restores the "
-        "old rule), so the same script run today is a slightly different experiment."
+        "Keras 3 clip each weight tensor separately (`global_clipnorm`, in tf.keras since 2.4 "
+        "and in Keras 3, is the old rule), so the same script run today is a slightly "
+        "different experiment."
     )
     _lab_link(
         story.lab_query(clip_norm.config.replace(clip_mode="norm_per_tensor")),

@@ -124,7 +124,7 @@ def test_chapter_links_open_exactly_the_chapter_config(chapter: str, seed: int) 
     query = story.lab_query(config)
     # the one codec's form: the preset's name only while the settings are the preset's
     is_preset = seed == PRESETS["tutorial_unscaled"].config.seed
-    assert query.startswith("preset=tutorial_") == (is_preset and chapter != "unscaled")
+    assert query.startswith("preset=tutorial_") == is_preset
     assert ("seed=" in query) == (not is_preset)
     assert story.config_from_query(query) == config
 
@@ -274,7 +274,7 @@ def test_the_checklist_covers_every_sign_and_fix() -> None:
         for link in item.links:
             assert link.url.startswith("lab")
             assert link.explodes is not None or link.shows or link.lacks, "a link makes a claim"
-            assert story.config_from_query(link.query) == link.config  # the one codec
+            assert story.config_from_query(link.query) == link.config.canonical()
     for item, sign in zip(story.SIGN_CHECKLIST, SIGNS, strict=True):
         assert any(sign.key in link.shows for link in item.links), "it shows its sign"
 
@@ -289,3 +289,20 @@ def test_verify_link_reports_a_false_claim() -> None:
     )
     check = story.verify_link(wrong)
     assert not check.ok and len(check.problems) == 3
+
+
+def test_clipping_caps_the_gradient_not_the_update(runs: dict[str, story.ChapterRun]) -> None:
+    """With momentum the update is a sum of past clipped gradients: longer than lr * c,
+    never longer than lr * c / (1 - m). The update lengths are re-measured from the
+    weights of a fresh run, step by step."""
+    run = runs["clip_norm"]
+    config = run.config
+    assert run.update_bound == pytest.approx(config.lr * config.clip_norm / (1 - config.momentum))
+    trainer = Trainer(config)
+    longest = 0.0
+    for _ in range(200):
+        before = trainer.params.clone()
+        trainer.step(1)
+        longest = max(longest, float((trainer.params - before).norm()))
+    assert config.lr * config.clip_norm < longest <= run.update_bound * (1 + 1e-5)
+    assert longest <= run.max_update_norm * (1 + 1e-5)

@@ -416,6 +416,19 @@ class TrainConfig:
     def replace(self, **changes: Any) -> TrainConfig:
         return dataclasses.replace(self, **changes)
 
+    def canonical(self) -> TrainConfig:
+        """The same run with every setting that does not matter for it at its default
+        (an LSTM's unused RNN weight scale, an MLP's unused sequence length): two
+        configs that train alike are then equal, and a link, which carries only the
+        relevant settings, opens exactly this config."""
+        relevant = set(self.relevant_keys())
+        changes = {
+            k: getattr(DEFAULT, k)
+            for k in FIELD_NAMES
+            if k not in relevant and getattr(self, k) != getattr(DEFAULT, k)
+        }
+        return dataclasses.replace(self, **changes) if changes else self
+
     def relevant_keys(self) -> tuple[str, ...]:
         """The fields that matter for this config (training ignores the others), in
         declaration order: each field's ``relevant`` predicate decides."""
@@ -688,7 +701,7 @@ class Preset:
 
 
 def _preset(name: str, title: str, description: str, **changes: Any) -> Preset:
-    return Preset(name, title, description, dataclasses.replace(DEFAULT, **changes))
+    return Preset(name, title, description, dataclasses.replace(DEFAULT, **changes).canonical())
 
 
 # Recurrent presets: the adding problem over 100-step sequences, 32 hidden units,
@@ -713,7 +726,8 @@ PRESETS: dict[str, Preset] = {
         _preset(
             "tutorial_unscaled",
             "Tutorial: unscaled target, no clipping",
-            "The reference MLP on a target spanning about -400..400. It blows up within a few steps.",
+            "The reference MLP on a target that runs to several hundred on either side of zero. "
+            "It blows up within a few steps.",
         ),
         _preset(
             "tutorial_clip_norm",

@@ -3,7 +3,8 @@
 * ``reference_regression``: the tutorial's problem, scikit-learn's
   ``make_regression(n_samples=1000, n_features=20, noise=0.1, random_state=1)``,
   first 500 rows for training and the last 500 for testing. Its target spans
-  roughly -400..400, which is what makes the unscaled MLP explode.
+  about -440..580 (its rows 1..500 train, -415..552), which is what makes the unscaled
+  MLP explode.
 * ``adding_problem``: Hochreiter & Schmidhuber (1997). Each time step carries a
   random value in [0, 1] and a marker; exactly two steps are marked and the
   target is the sum of their values. The sequence length is a setting, which

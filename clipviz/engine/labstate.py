@@ -65,8 +65,10 @@ class LabState:
     autoplay: bool = False
 
     def __post_init__(self) -> None:
-        # One state, one form: a preset name only while it describes the config,
-        # and a twin mode only when it differs from the config's own.
+        # One state, one form: the config without settings that do not matter for
+        # it (a link does not carry them), a preset name only while it describes
+        # the config, and a twin mode only when it differs from the config's own.
+        object.__setattr__(self, "config", self.config.canonical())
         if self.preset not in PRESETS or PRESETS[self.preset].config != self.config:
             object.__setattr__(self, "preset", CUSTOM)
         mode = self.twin_clip_mode
@@ -216,5 +218,6 @@ def _flag(value, key: str, problems: list[ConfigProblem]) -> bool:
 
 def lab_url(config: TrainConfig, page: str = "/lab") -> str:
     """A link that opens ``config`` in the Lab (its preset's name when it is one)."""
+    config = config.canonical()
     preset = next((n for n, p in PRESETS.items() if p.config == config), CUSTOM)
     return LabState(config, preset).url(page)

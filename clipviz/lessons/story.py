@@ -45,6 +45,7 @@ SUB_100 = 100.0  # the tutorial describes how fast the MSE falls below 100
 
 def lab_state(config: TrainConfig) -> LabState:
     """The Lab state that opens ``config``: under its preset's name when it is one."""
+    config = config.canonical()
     preset = next((n for n, p in PRESETS.items() if p.config == config), CUSTOM)
     return LabState(config, preset)
 
@@ -254,6 +255,21 @@ class ChapterRun:
         if not cosine.size:
             return 0.0
         return float(np.degrees(np.arccos(np.clip(np.median(cosine), -1, 1))))
+
+    @property
+    def max_update_norm(self) -> float:
+        """The longest weight update of the run: ||w_t - w_{t-1}||."""
+        records = self.result.records
+        updates = records["update_ratio"] * records["weight_norm"]
+        finite = updates[np.isfinite(updates)]
+        return float(finite.max()) if finite.size else math.nan
+
+    @property
+    def update_bound(self) -> float:
+        """For SGD with momentum m and gradients clipped to norm c: every update is at most
+        lr c / (1 - m) long, since the velocity sums m^k times gradients of length <= c."""
+        config = self.config
+        return config.lr * config.clip_norm / (1 - config.momentum)
 
     @property
     def epoch_below_100(self) -> int | None:
