@@ -6,7 +6,7 @@ a fragment that reruns every ``player.interval`` seconds and trains within a
 time budget. The four charts are one figure (``lab_figure``) drawn by a small
 component that redraws it in place with plotly.js (why: ``clipviz.app.lab``).
 Every setting is a widget keyed by its ``TrainConfig`` field and bound to the
-URL (CONTRACT.md); the URL is validated once when the page opens, and each
+URL (``docs/CONTRACT.md``); the URL is validated once when the page opens, and each
 problem is shown before it falls back to the default.
 """
 
@@ -351,7 +351,7 @@ def signs_line(diagnosis: lab.Diagnosis) -> str:
     if not diagnosis.findings:
         return "No signs of exploding gradients so far."
     return "Signs so far: " + " · ".join(
-        f"{f.sign.title.lower()} (step {f.step:,})" for f in diagnosis.findings
+        f"{f.sign.title} (step {f.step:,})" for f in diagnosis.findings
     )
 
 

@@ -113,7 +113,7 @@ def _still_flagged(run: story.ChapterRun) -> None:
     if not run.findings:
         st.caption(f"The Lab's sign detector finds none of its {len(SIGNS)} signs in this run.")
         return
-    named = "; ".join(f"{f.sign.title.lower()} (from step {f.step})" for f in run.findings)
+    named = "; ".join(f"{f.sign.title} (from step {f.step})" for f in run.findings)
     st.caption(f"The Lab's sign detector reports: {named}.")
 
 
@@ -223,7 +223,7 @@ if unscaled.findings:
         if unscaled.exploded and unscaled.exploded_at > first.step
         else ""
     )
-    st.markdown(f"**The first sign: {first.sign.title.lower()}**, at step {first.step}{lead}.")
+    st.markdown(f"**The first sign: {first.sign.title}**, at step {first.step}{lead}.")
     st.markdown(
         "\n".join(
             f"{i}. Step {f.step}: **{f.sign.title}**: {f.detail}."

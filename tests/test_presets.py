@@ -1,4 +1,4 @@
-"""The presets of CONTRACT.md behave as their names say, for every seed 0..4.
+"""The presets of docs/CONTRACT.md behave as their names say, for every seed 0..4.
 
 A preset whose name says ``explodes`` (or ``unscaled``) must explode without
 clipping; its ``clipped`` / ``clip_*`` / ``scaled`` partner must train without

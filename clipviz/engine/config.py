@@ -1,7 +1,7 @@
 """The one configuration of a training run, and its round-trips.
 
 ``TrainConfig`` is a frozen dataclass holding every Training Lab setting of
-CONTRACT.md plus the network-specific ones. The page widgets, the URL query
+the public interface (``docs/CONTRACT.md``) plus the network-specific ones. The page widgets, the URL query
 parameters, the command line and the tests all build it here, so a setting is
 declared once: its field, its default, its allowed values and its validation.
 

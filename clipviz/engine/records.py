@@ -4,7 +4,7 @@ The Training Lab's export, ``python -m clipviz train --records FILE.csv``
 and ``GradientLog`` (the logger for your own training loop) all write this
 format, and ``python -m clipviz diagnose`` and the ``/your_run`` page read
 it back. One row per optimizer step. The first columns are the core every
-writer fills (CONTRACT: ``step, loss, grad_norm_before, grad_norm_after,
+writer fills (``docs/CONTRACT.md``: ``step, loss, grad_norm_before, grad_norm_after,
 clip_threshold, clipped, skipped``); the others are filled where the writer
 knows them and left empty otherwise:
 

@@ -67,8 +67,9 @@ def base_config(network: str = "mlp", *, epochs: int | None = None, seed: int = 
     """The configuration every cell of a map shares, before its own lr and threshold.
 
     The MLP is the reference experiment (unscaled target, SGD with momentum
-    0.9, batch 32, 100 epochs). The recurrent nets are the exploding presets:
-    a tanh RNN on 100-step and an LSTM on 200-step adding problems, 5 epochs.
+    0.9, batch 32, 100 epochs). The recurrent nets are the exploding presets
+    (``rnn_explodes``, ``lstm_long_explodes``), with their own sequence
+    lengths and epochs unless ``epochs`` is given.
     """
     if network == "mlp":
         config = DEFAULT

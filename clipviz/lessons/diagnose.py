@@ -43,8 +43,9 @@ SIGNS: tuple[Sign, ...] = (
     ),
     Sign(
         "loss_nan",
-        "The loss becomes NaN",
-        "The numbers overflowed float32 (to inf, then NaN); from there on every prediction is NaN.",
+        "The loss becomes NaN (or infinite)",
+        "The numbers passed float32's range: first to inf, and one operation later to NaN. "
+        "From there on every prediction is NaN.",
     ),
     Sign(
         "weights_grow",
@@ -54,7 +55,7 @@ SIGNS: tuple[Sign, ...] = (
     ),
     Sign(
         "weights_nan",
-        "The weights become NaN",
+        "The weights become NaN (or infinite)",
         "An update overflowed; a NaN weight poisons every output that depends on it.",
     ),
     Sign(
@@ -66,8 +67,9 @@ SIGNS: tuple[Sign, ...] = (
     Sign(
         "grads_above_one",
         "Gradients above 1.0 for each node and layer",
-        "Nearly every component of the gradient that reaches the weights is larger than 1, "
-        "step after step: backpropagation's product of factors is growing.",
+        "Nearly every node's error gradient (the loss's gradient with respect to its bias, "
+        "as applied after any clipping) is larger than 1, step after step: "
+        "backpropagation's product of factors is growing.",
     ),
 )
 SIGN_BY_KEY = {s.key: s for s in SIGNS}
