@@ -14,6 +14,7 @@ from clipviz.engine.config import (
     PRESETS,
     ConfigError,
     TrainConfig,
+    format_value,
     preset_config,
 )
 
@@ -125,7 +126,11 @@ def test_round_trip_through_query_and_cli_strings(config):
     assert problems == []
     for key in FIELDS:  # floats are written with %g: equal to 6 significant digits
         a, b = getattr(back, key), getattr(config, key)
-        assert a == b or (isinstance(a, float) and math.isclose(a, b, rel_tol=1e-5))
+        if isinstance(b, float):
+            assert a == float(format_value(b))  # what the string says, exactly
+            assert math.isclose(a, b, rel_tol=1e-5)
+        else:
+            assert a == b
     args = config.to_cli_args()
     pairs = dict(zip(args[::2], args[1::2], strict=True))
     again, problems = TrainConfig.from_params({k.lstrip("-"): v for k, v in pairs.items()})

@@ -69,9 +69,10 @@ class Layout:
         self.tensor_sizes = torch.tensor([s.size for s in specs], dtype=torch.float32)
         # The bias entries: one per node (unit, or gate unit of an LSTM). The loss's
         # gradient with respect to a node's bias is the error gradient at that node.
-        self.bias_rows = torch.cat(
-            [torch.arange(s.offset, s.offset + s.size) for s in specs if s.name.endswith("bias")]
-        )
+        biases = [
+            torch.arange(s.offset, s.offset + s.size) for s in specs if s.name.endswith("bias")
+        ]
+        self.bias_rows = torch.cat(biases) if biases else torch.zeros(0, dtype=torch.long)
         # Parameters per layer (weights and biases), in ``layer_names`` order.
         self.layer_sizes: tuple[int, ...] = tuple(
             sum(s.size for s in specs if s.layer == name) for name in self.layer_names
