@@ -202,23 +202,23 @@ def setting_widget(setting: lab.Setting) -> None:
         st.selectbox(
             setting.label,
             options,
-            index=options.index(getattr(DEFAULT, setting.key)),
+            index=options.index(setting.default),
             **common,
         )
     elif setting.widget == "lr_slider":
         st.select_slider(
             setting.label,
             lab.lr_options(state.get(setting.key)),
-            value=getattr(DEFAULT, setting.key),
+            value=setting.default,
             format_func=lab.lr_label,
             **common,
         )
     elif setting.widget == "toggle":
-        st.toggle(setting.label, value=getattr(DEFAULT, setting.key), **common)
+        st.toggle(setting.label, value=setting.default, **common)
     else:
         # A link may hold any valid value, even one past the friendly bounds of an
         # open interval (a clip norm of 1e-6): the bounds then widen to it.
-        current = state.get(setting.key, getattr(DEFAULT, setting.key))
+        current = state.get(setting.key, setting.default)
         low = setting.low if setting.low is None else min(setting.low, current)
         high = setting.high if setting.high is None else max(setting.high, current)
         extra = {}
@@ -230,7 +230,7 @@ def setting_widget(setting: lab.Setting) -> None:
             setting.label,
             min_value=low,
             max_value=high,
-            value=getattr(DEFAULT, setting.key),
+            value=setting.default,
             **common,
             **extra,
         )

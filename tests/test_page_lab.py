@@ -347,11 +347,12 @@ def test_the_sidebar_is_generated_from_the_field_table(monkeypatch):
 
 
 def test_a_teacher_link_hides_controls_and_its_share_link_stays_trimmed():
-    app = open_lab(preset="tutorial_unscaled", hide="clipping,optimizer", autoplay="true")
+    app = open_lab(preset="tutorial_clip_norm", hide="clipping,optimizer", autoplay="true")
     shown = {w.key for w in (*app.number_input, *app.selectbox, *app.select_slider)}
     assert not {"clip_mode", "lr", "momentum", "optimizer"} & shown
     assert {"network", "seed"} <= shown
     assert app.session_state["_lab_player"].playing  # autoplay: playing on open
+    assert app.session_state["_lab_run"].step_count > 0
     link = app.get("code")[0].value
     assert "hide=clipping,optimizer" in link and "autoplay=true" in link
-    assert "preset=tutorial_unscaled" in link
+    assert "preset=tutorial_clip_norm" in link

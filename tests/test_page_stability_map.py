@@ -9,6 +9,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from clipviz.engine import sweep
+from clipviz.engine.labstate import LabState
 
 # AppTest resolves relative paths against this file, not the working directory.
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,11 +34,14 @@ def ok(app: AppTest) -> AppTest:
 
 
 def lab_link(app: AppTest) -> dict[str, str]:
+    """Every setting the 'Open in the Lab' link opens (read by the Lab's own codec)."""
     buttons = app.get("link_button")
     assert buttons, "no 'Open in the Lab' link"
     url = buttons[0].proto.url
     assert url.startswith("./lab?")
-    return {k: v[-1] for k, v in parse_qs(urlsplit(url).query).items()}
+    state, problems = LabState.from_query(parse_qs(urlsplit(url).query))
+    assert problems == []
+    return state.config.to_params(only_relevant=False)
 
 
 @pytest.fixture(scope="module")

@@ -99,6 +99,7 @@ class Setting:
     step: float | None
     format: str | None
     relevant: Callable[[TrainConfig], bool]
+    default: object
 
     @classmethod
     def of_field(cls, f: dataclasses.Field) -> Setting:
@@ -121,6 +122,7 @@ class Setting:
             step=meta.get("step"),
             format=meta.get("format"),
             relevant=meta["relevant"],
+            default=f.default,
         )
 
     def shown(self, state: LabState) -> bool:

@@ -552,7 +552,7 @@ class TrainConfig:
                 problems.append(ConfigProblem(key, str(error)))
                 continue
             changes[key] = value
-        config = dataclasses.replace(config, **changes)
+        config = dataclasses.replace(config, **changes).canonical()
         # Cross-field checks (the budget, tbptt against the sequence): values valid
         # one by one but not together. They are one problem, naming every limit
         # passed, and the keys blamed fall back to the defaults (all of them, if
