@@ -114,14 +114,22 @@ def batch(
 
 
 def small_model(seed: int = 0) -> nn.Sequential:
-    """The reference MLP, 20 -> 25 ReLU -> 1, with PyTorch's default initialisation.
+    """The reference MLP, 20 -> 25 ReLU -> 1, with PyTorch's default initialisation
+    (weights and biases uniform in +-1/sqrt(fan_in)), the same for the same seed.
 
-    Seeded without touching the process's global random state (other sessions
-    share it).
+    Drawn from a generator of its own: the process's global random state is shared
+    by every session and thread of a server, and a background job building a model
+    at the same moment would otherwise change these weights.
     """
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return nn.Sequential(nn.Linear(20, 25), nn.ReLU(), nn.Linear(25, 1))
+    generator = torch.Generator().manual_seed(seed)
+    layers = [nn.Linear(20, 25, device="meta"), nn.ReLU(), nn.Linear(25, 1, device="meta")]
+    model = nn.Sequential(*layers).to_empty(device="cpu")  # no draw from the global state
+    with torch.no_grad():
+        for layer in (model[0], model[2]):
+            bound = 1.0 / math.sqrt(layer.in_features)
+            layer.weight.uniform_(-bound, bound, generator=generator)
+            layer.bias.uniform_(-bound, bound, generator=generator)
+    return model
 
 
 def prepare() -> float:
