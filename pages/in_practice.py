@@ -146,10 +146,10 @@ def _case(
     left, right_column = st.columns(2, gap="medium")
     with left:
         st.markdown(f":orange[**✗ {wrong_title}**]" if verdicts else f"**{wrong_title}**")
-        st.code(practice.source(wrong), language="python")
+        st.code(practice.source(wrong), language="python", wrap_lines=True)
     with right_column:
         st.markdown(f":blue[**✓ {right_title}**]" if verdicts else f"**{right_title}**")
-        st.code(practice.source(right), language="python")
+        st.code(practice.source(right), language="python", wrap_lines=True)
 
 
 def _background(job_function: Callable[[], Future], what: str, key: str):
@@ -257,27 +257,13 @@ _case(
 )
 cols = st.columns(4)
 cols[0].metric("Norm before, all tensors", _fmt(two.total_before))
-cols[1].metric("After clip_grad_norm_ / global_clipnorm", _fmt(two.total_global))
+cols[1].metric("After PyTorch / global_clipnorm", _fmt(two.total_global))
 cols[2].metric("After Keras clipnorm", _fmt(two.total_per_tensor))
 cols[3].metric("Direction turned by clipnorm", f"{two.angle_per_tensor:.1f}°")
-table_column, chart_column = st.columns([2, 3], gap="medium")
-with table_column:
-    st.dataframe(
-        pd.DataFrame(
-            {
-                "tensor": two.names,
-                "‖g‖ before": two.norms_before,
-                "PyTorch": two.norms_torch,
-                "global_clipnorm": two.norms_global,
-                "clipnorm": two.norms_per_tensor,
-            }
-        ),
-        hide_index=True,
-        column_config={
-            c: st.column_config.NumberColumn(format="%.4g")
-            for c in ("‖g‖ before", "PyTorch", "global_clipnorm", "clipnorm")
-        },
-    )
+chart_column, text_column = st.columns([3, 2], gap="medium")
+with chart_column:
+    st.plotly_chart(figures.keras_figure(two), key="practice_chart_2")
+with text_column:
     st.markdown(
         "`clip_grad_norm_` and `global_clipnorm` shrink all tensors by one factor, "
         f"{two.threshold:g}/‖g‖, and keep the direction. `clipnorm` gives each tensor its "
@@ -285,8 +271,28 @@ with table_column:
         f"whole is {_fmt(two.total_per_tensor, 3)} long, the small output bias weighs as "
         "much as the big hidden weight, and the direction turns."
     )
-with chart_column:
-    st.plotly_chart(figures.keras_figure(two), key="practice_chart_2")
+with st.expander("The numbers per tensor"):
+    st.dataframe(
+        pd.DataFrame(
+            {
+                "tensor": two.names,
+                "‖g‖ before": two.norms_before,
+                "after clip_grad_norm_": two.norms_torch,
+                "after global_clipnorm": two.norms_global,
+                "after clipnorm": two.norms_per_tensor,
+            }
+        ),
+        hide_index=True,
+        column_config={
+            c: st.column_config.NumberColumn(format="%.4g")
+            for c in (
+                "‖g‖ before",
+                "after clip_grad_norm_",
+                "after global_clipnorm",
+                "after clipnorm",
+            )
+        },
+    )
 keras_run = _background(_keras_job, "Real Keras, in a process of its own,", "practice_keras_retry")
 if keras_run is not None:
     st.success(
@@ -317,8 +323,10 @@ with st.expander("Keras's two rules, from its source (they computed the numbers 
         "Importing Keras takes seconds, so the page computes both rules from Keras 3's "
         "source in NumPy at once, and the real optimizers above confirm them."
     )
-    st.code(practice.source(practice.keras_clipnorm_formula), language="python")
-    st.code(practice.source(practice.keras_global_clipnorm_formula), language="python")
+    st.code(practice.source(practice.keras_clipnorm_formula), language="python", wrap_lines=True)
+    st.code(
+        practice.source(practice.keras_global_clipnorm_formula), language="python", wrap_lines=True
+    )
 _ran_in(two.seconds)
 
 # ---- 3 ----
@@ -334,23 +342,29 @@ _case(
     wrong_title="Clips the scaled gradient",
     right_title="unscale_, then clip",
 )
-cols = st.columns(4)
-cols[0].metric("Loss scale S at the start", f"{three.init_scale:,.0f}")
-cols[1].metric(
-    "Steps skipped (inf/NaN found)", f"{skipped} of {len(right_amp.skipped)}", border=False
-)
-cols[2].metric(
-    f"Norm the clip saw, step {k}",
-    _fmt(right_amp.seen_norm[k]),
-    delta=f"usual code: {_fmt(wrong_amp.seen_norm[k])}",
-    delta_color="off",
-)
-cols[3].metric(
-    f"Length of the step's gradient, step {k}",
-    _fmt(right_amp.applied_norm[k]),
-    delta=f"usual code: {_fmt(wrong_amp.applied_norm[k])}",
-    delta_color="off",
-)
+numbers_column, table_column = st.columns([1, 2], gap="medium")
+with numbers_column:
+    st.metric("Loss scale S at the start", f"{three.init_scale:,.0f}")
+    st.metric("Steps skipped (inf/NaN found)", f"{skipped} of {len(right_amp.skipped)}")
+with table_column:
+    st.markdown(f"**Step {k}, the first one taken** ($S$ = {right_amp.scale[k]:,.0f})")
+    st.dataframe(
+        pd.DataFrame(
+            {
+                "order": ["clip, then unscale (usual code)", "unscale_, then clip (fix)"],
+                "norm the clip saw": [wrong_amp.seen_norm[k], right_amp.seen_norm[k]],
+                "length of the gradient applied": [
+                    wrong_amp.applied_norm[k],
+                    right_amp.applied_norm[k],
+                ],
+            }
+        ),
+        hide_index=True,
+        column_config={
+            "norm the clip saw": st.column_config.NumberColumn(format="%.5g"),
+            "length of the gradient applied": st.column_config.NumberColumn(format="%.5g"),
+        },
+    )
 st.markdown(
     f"`scaler.scale(loss)` multiplies the loss by $S$ so that small float16 gradients do "
     f"not underflow; every gradient is then $S$ times too large until it is unscaled. "
@@ -432,27 +446,24 @@ st.markdown(
 left, right_column = st.columns(2, gap="medium")
 with left:
     st.markdown(":orange[**✗ Each worker clips, then averages**]")
-    st.code(practice.source(practice_ddp.clip_then_average), language="python")
+    st.code(practice.source(practice_ddp.clip_then_average), language="python", wrap_lines=True)
 with right_column:
     st.markdown(":blue[**✓ Average, then clip**]")
-    st.code(practice.source(practice_ddp.average_then_clip), language="python")
+    st.code(practice.source(practice_ddp.average_then_clip), language="python", wrap_lines=True)
     st.markdown(":blue[**✓ With DistributedDataParallel: clip after `backward()`**]")
-    st.code(practice.source(practice_ddp.ddp_backward_then_clip), language="python")
+    st.code(
+        practice.source(practice_ddp.ddp_backward_then_clip), language="python", wrap_lines=True
+    )
 ddp = _background(_ddp_job, "The two-worker run (torch.distributed, gloo)", "practice_ddp_retry")
 if ddp is not None:
-    cols = st.columns(4)
+    cols = st.columns(5)
     cols[0].metric(
-        "Local gradient norms, workers 0 and 1",
-        " and ".join(f"{n:.0f}" for n in ddp.local_norms),
+        "Local norms, workers 0 and 1", " and ".join(f"{n:.0f}" for n in ddp.local_norms)
     )
-    cols[1].metric("Norm of the averaged gradient", _fmt(ddp.mean_local_norm))
-    cols[2].metric(
-        "Update length",
-        _fmt(ddp.right_norm, 4),
-        delta=f"each worker clipping: {_fmt(ddp.wrong_norm, 4)}",
-        delta_color="off",
-    )
-    cols[3].metric("Angle between the two ways' updates", f"{ddp.angle:.1f}°")
+    cols[1].metric("Norm of the average", _fmt(ddp.mean_local_norm))
+    cols[2].metric("Update length, average then clip", _fmt(ddp.right_norm, 4))
+    cols[3].metric("Update length, each clips", _fmt(ddp.wrong_norm, 4))
+    cols[4].metric("Angle between the two ways' updates", f"{ddp.angle:.1f}°")
     st.markdown(
         f"Two worker processes joined a `gloo` process group on 127.0.0.1, each with the "
         f"same MLP and half of one batch (worker 0 the rows with smaller targets). Clipped "
@@ -533,7 +544,7 @@ st.markdown(
 left, right_column = st.columns(2, gap="medium")
 with left:
     st.markdown("**Or make it loud:** `error_if_nonfinite=True` raises instead.")
-    st.code(practice.source(practice.clip_or_raise), language="python")
+    st.code(practice.source(practice.clip_or_raise), language="python", wrap_lines=True)
 with right_column:
     st.markdown("**It raised, with this message:**")
     st.code(six.cases[1].raised, language=None, wrap_lines=True)
@@ -561,10 +572,9 @@ cols[0].metric("Norm ‖g‖", _fmt(seven.norm))
 cols[1].metric("Threshold c", _fmt(seven.threshold))
 cols[2].metric("Factor min(c/(‖g‖+10⁻⁶), 1)", repr(seven.coefficient))
 cols[3].metric(
-    "Gradient after clip_always",
-    "bit for bit the same" if seven.always_bitwise_equal else "changed",
-    delta=f"{seven.always_writes} in-place writes",
-    delta_color="off",
+    "clip_always: gradient after",
+    "unchanged" if seven.always_bitwise_equal else "changed",
+    help="Compared bit for bit with torch.equal, tensor by tensor.",
 )
 st.markdown(
     "PyTorch computes the factor as a tensor and always multiplies. Below the threshold "

@@ -75,14 +75,19 @@ def test_every_case_renders_with_its_computed_numbers(at: AppTest) -> None:
     three = practice.run_amp()
     k = three.right.first_taken
     assert shown["Loss scale S at the start"] == f"{torch.amp.GradScaler('cpu').get_scale():,.0f}"
-    assert shown[f"Norm the clip saw, step {k}"] == f"{three.right.seen_norm[k]:.5g}"
+    (amp_table,) = [d.value for d in at.dataframe if "norm the clip saw" in d.value.columns]
+    assert list(amp_table["norm the clip saw"]) == [
+        three.wrong.seen_norm[k],
+        three.right.seen_norm[k],
+    ]
+    assert shown["Steps skipped (inf/NaN found)"] == f"{three.right.skipped_count} of 40"
 
     four = practice.run_accumulation()
     assert shown["Angle between the two updates"] == f"{four.angle:.1f}°"
 
     seven = practice.run_below_threshold()
     assert shown["Factor min(c/(‖g‖+10⁻⁶), 1)"] == "1.0"
-    assert shown["Gradient after clip_always"] == "bit for bit the same"
+    assert shown["clip_always: gradient after"] == "unchanged"
     assert shown["Threshold c"] == f"{seven.threshold:.5g}"
 
     (table,) = [d.value for d in at.dataframe if "norm returned" in d.value.columns]
@@ -132,5 +137,5 @@ def test_the_ddp_and_keras_cases_appear_once_their_processes_finish(at: AppTest)
         grads = torch.autograd.grad(loss, list(model.parameters()))
         norms.append(float(np.sqrt(sum(float((g * g).sum()) for g in grads))))
     shown = metrics(at)
-    assert shown["Local gradient norms, workers 0 and 1"] == " and ".join(f"{n:.0f}" for n in norms)
+    assert shown["Local norms, workers 0 and 1"] == " and ".join(f"{n:.0f}" for n in norms)
     assert float(shown["Angle between the two ways' updates"].rstrip("°")) > 5

@@ -77,7 +77,7 @@ def returned_norm_figure(result: ReturnedNormResult, *, height: int = 300) -> go
     )
     _hline(fig, result.threshold, f"c = {result.threshold:g}")
     fig.update_xaxes(title="training step")
-    fig.update_yaxes(title="gradient norm ‖g‖ (log scale)", type="log")
+    fig.update_yaxes(title="gradient norm ‖g‖ (log scale)", type="log", dtick=1)
     return base_layout(fig, height=height)
 
 
@@ -112,7 +112,7 @@ def keras_figure(result: KerasResult, *, height: int = 320) -> go.Figure:
         )
     _hline(fig, result.threshold, f"c = {result.threshold:g}")
     fig.update_layout(barmode="group")
-    fig.update_yaxes(title="gradient norm (log scale)", type="log")
+    fig.update_yaxes(title="gradient norm (log scale)", type="log", dtick=1)
     return base_layout(fig, height=height)
 
 
@@ -175,28 +175,34 @@ def amp_figure(result: AmpResult, *, height: int = 520) -> go.Figure:
                 x0=i - 0.5, x1=i + 0.5, fillcolor=NEUTRAL, opacity=0.18, line_width=0, layer="below"
             )
     for row in (1, 2, 3):
-        fig.update_yaxes(type="log", row=row, col=1)
+        fig.update_yaxes(type="log", dtick=1, row=row, col=1)
     fig.update_yaxes(title="S", row=1, col=1)
     fig.update_yaxes(title="‖g‖", row=2, col=1)
     fig.update_yaxes(title="‖g‖", row=3, col=1)
     fig.update_xaxes(title="training step (grey: skipped, the scaler found inf/NaN)", row=3, col=1)
-    return base_layout(fig, height=height)
+    base_layout(fig, height=height)
+    # the legend under the chart: above it, it would cover the first panel's title
+    fig.update_layout(
+        legend={"orientation": "h", "x": 0.0, "xanchor": "left", "y": -0.14, "yanchor": "top"},
+        margin={"b": 90},
+    )
+    return fig
 
 
-def accumulation_figure(result: AccumulationResult, *, height: int = 380) -> go.Figure:
+def accumulation_figure(result: AccumulationResult, *, height: int = 420) -> go.Figure:
     """transformers#986's example in the plane: two micro-gradients, their sum, both updates."""
     c = result.threshold
     (g1, g2) = result.example_grads
     total = (g1[0] + g2[0], g1[1] + g2[1])
     arrows = [
-        ("g₁ (first micro-batch)", g1, NEUTRAL, "dot"),
-        ("g₂ (second micro-batch)", g2, NEUTRAL, "dot"),
+        ("g₁, g₂ (the two micro-batches)", g1, NEUTRAL, "dot"),
+        (None, g2, NEUTRAL, "dot"),
         ("g₁ + g₂ (accumulated)", total, BEFORE, "dash"),
         ("clipped once, after the loop (right)", result.example_right, RIGHT, "solid"),
         ("clipped inside the loop (wrong)", result.example_wrong, WRONG, "solid"),
     ]
     fig = go.Figure()
-    theta = np.linspace(0, 2 * math.pi, 181)
+    theta = np.linspace(-0.1, math.pi / 2 + 0.1, 91)  # the arc where the vectors lie
     fig.add_scatter(
         x=(c * np.cos(theta)).tolist(),
         y=(c * np.sin(theta)).tolist(),
@@ -206,20 +212,28 @@ def accumulation_figure(result: AccumulationResult, *, height: int = 380) -> go.
         hoverinfo="skip",
     )
     for label, (x, y), colour, dash in arrows:
+        name = label or "g₂"
         fig.add_scatter(
             x=[0, x],
             y=[0, y],
             mode="lines+markers",
-            name=label,
+            name=name,
+            showlegend=label is not None,
+            legendgroup="micro" if colour == NEUTRAL else name,
             line={"color": colour, "dash": dash, "width": 3 if dash == "solid" else 2},
-            marker={"size": [0, 9], "symbol": "arrow", "angleref": "previous", "color": colour},
-            hovertemplate=f"{label}<br>({x:.6g}, {y:.6g}), length {math.hypot(x, y):.6g}<extra></extra>",
+            marker={"size": [0, 10], "symbol": "arrow", "angleref": "previous", "color": colour},
+            hovertemplate=(
+                f"{name}<br>({x:.6g}, {y:.6g}), length {math.hypot(x, y):.6g}<extra></extra>"
+            ),
         )
-    fig.update_xaxes(title="component 1", range=[-0.3, 2.3], zeroline=True)
-    fig.update_yaxes(title="component 2", range=[-0.3, 2.3], scaleanchor="x", scaleratio=1)
+    fig.update_xaxes(title="component 1", range=[-0.15, 2.15], zeroline=False)
+    fig.update_yaxes(
+        title="component 2", range=[-0.15, 2.15], zeroline=False, scaleanchor="x", scaleratio=1
+    )
     base_layout(fig, height=height)
     fig.update_layout(
-        legend={"orientation": "v", "x": 1.02, "xanchor": "left", "y": 1.0, "yanchor": "top"}
+        legend={"orientation": "v", "x": 1.02, "xanchor": "left", "y": 0.5, "yanchor": "middle"},
+        margin={"r": 10},
     )
     return fig
 
@@ -247,18 +261,33 @@ def warmup_figure(result: WarmupResult, chosen_percentile: int, *, height: int =
     )
     for choice in result.choices:
         chosen = choice.percentile == chosen_percentile
-        fig.add_hline(
-            y=choice.threshold,
+        fig.add_shape(
+            type="line",
+            xref="x",
+            yref="y",
+            x0=0,
+            x1=len(steps) - 1,
+            y0=choice.threshold,
+            y1=choice.threshold,
             line={
                 "color": RIGHT if chosen else THRESHOLD,
                 "dash": "solid" if chosen else "dot",
                 "width": 2 if chosen else 1,
             },
-            annotation_text=f"p{choice.percentile}",
-            annotation_position="right",
-            row=1,
-            col=1,
         )
+    # A label for the chosen line only: neighbouring percentiles lie too close for one each.
+    chosen_choice = next(c for c in result.choices if c.percentile == chosen_percentile)
+    fig.add_annotation(
+        x=len(steps) - 1,
+        y=math.log10(chosen_choice.threshold),  # annotations on a log axis take log10
+        xref="x",
+        yref="y",
+        text=f"p{chosen_percentile}: c = {chosen_choice.threshold:.3g}",
+        showarrow=False,
+        xanchor="right",
+        yanchor="bottom",
+        font={"color": RIGHT},
+    )
     norms = np.sort(np.asarray(result.norms))
     thresholds = np.geomspace(norms[0] * 0.8, norms[-1] * 1.2, 200)
     share = [(norms > t).mean() * 100 for t in thresholds]
@@ -293,4 +322,6 @@ def warmup_figure(result: WarmupResult, chosen_percentile: int, *, height: int =
     fig.update_xaxes(title="warm-up step", row=1, col=1)
     fig.update_xaxes(title="threshold c (log scale)", type="log", row=1, col=2)
     fig.update_yaxes(title="steps clipped (%)", range=[-3, 103], row=1, col=2)
-    return base_layout(fig, height=height)
+    base_layout(fig, height=height)
+    fig.update_layout(showlegend=False)  # the panel titles say what each line is
+    return fig

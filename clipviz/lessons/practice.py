@@ -201,12 +201,15 @@ def _timed(function: Callable) -> Callable:
 
 def log_returned_norm(model: nn.Module, c: float) -> float:
     norm = torch.nn.utils.clip_grad_norm_(model.parameters(), c)
-    return norm.item()  # logged as "the gradient norm": it never comes down to c
+    # logged as "the gradient norm": it never comes down to c
+    return norm.item()
 
 
 def log_norm_after(model: nn.Module, c: float) -> tuple[float, float]:
-    before = torch.nn.utils.clip_grad_norm_(model.parameters(), c)  # returns the norm BEFORE
-    after = torch.nn.utils.get_total_norm([p.grad for p in model.parameters()])
+    # the value returned is the norm BEFORE clipping
+    before = torch.nn.utils.clip_grad_norm_(model.parameters(), c)
+    grads = [p.grad for p in model.parameters()]
+    after = torch.nn.utils.get_total_norm(grads)
     return before.item(), after.item()
 
 
@@ -260,14 +263,16 @@ def run_returned_norm(c: float = THRESHOLD, steps: int = 30) -> ReturnedNormResu
 def keras_clipnorm(grads: list[np.ndarray], c: float) -> list[np.ndarray]:
     import keras
 
-    optimizer = keras.optimizers.SGD(learning_rate=1.0, clipnorm=c)  # each tensor on its own
+    # clips each weight tensor to norm c, on its own
+    optimizer = keras.optimizers.SGD(learning_rate=1.0, clipnorm=c)
     return _keras_clipped(keras, optimizer, grads)
 
 
 def keras_global_clipnorm(grads: list[np.ndarray], c: float) -> list[np.ndarray]:
     import keras
 
-    optimizer = keras.optimizers.SGD(learning_rate=1.0, global_clipnorm=c)  # one norm for all
+    # one norm for all tensors together, like clip_grad_norm_
+    optimizer = keras.optimizers.SGD(learning_rate=1.0, global_clipnorm=c)
     return _keras_clipped(keras, optimizer, grads)
 
 
@@ -511,9 +516,12 @@ def amp_clip_scaled(model, opt, scaler, data, c: float) -> float:
     opt.zero_grad()
     with torch.autocast("cpu", dtype=torch.float16):
         loss = mse(model, data)
-    scaler.scale(loss).backward()  # every gradient is now S times too large
-    seen = torch.nn.utils.clip_grad_norm_(model.parameters(), c)  # sees S * ||g||
-    scaler.step(opt)  # divides by S only now, after the clip
+    # every gradient is now S times too large ...
+    scaler.scale(loss).backward()
+    # ... so the clip compares S * ||g|| with c
+    seen = torch.nn.utils.clip_grad_norm_(model.parameters(), c)
+    # divides by S only now, after the clip
+    scaler.step(opt)
     scaler.update()
     return seen.item()
 
@@ -523,9 +531,11 @@ def amp_unscale_then_clip(model, opt, scaler, data, c: float) -> float:
     with torch.autocast("cpu", dtype=torch.float16):
         loss = mse(model, data)
     scaler.scale(loss).backward()
-    scaler.unscale_(opt)  # divide by S first (and look for inf / NaN)
-    seen = torch.nn.utils.clip_grad_norm_(model.parameters(), c)  # sees ||g||
-    scaler.step(opt)  # skipped if unscale_ found inf or NaN
+    # divide by S first (and look for inf / NaN)
+    scaler.unscale_(opt)
+    seen = torch.nn.utils.clip_grad_norm_(model.parameters(), c)
+    # skipped if unscale_ found inf or NaN
+    scaler.step(opt)
     scaler.update()
     return seen.item()
 
@@ -603,14 +613,17 @@ def run_amp(c: float = THRESHOLD, steps: int = 40) -> AmpResult:
 
 def clip_inside_the_loop(model, micro_batches, loss_fn, c: float) -> None:
     for micro_batch in micro_batches:
-        loss_fn(model, micro_batch).backward()  # adds this micro-batch to .grad
-        torch.nn.utils.clip_grad_norm_(model.parameters(), c)  # clips the running sum
+        # adds this micro-batch's gradient to .grad
+        loss_fn(model, micro_batch).backward()
+        # clips the running sum, again and again
+        torch.nn.utils.clip_grad_norm_(model.parameters(), c)
 
 
 def clip_after_the_loop(model, micro_batches, loss_fn, c: float) -> None:
     for micro_batch in micro_batches:
         loss_fn(model, micro_batch).backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), c)  # once, on the whole sum
+    # once, on the gradient of the whole batch
+    torch.nn.utils.clip_grad_norm_(model.parameters(), c)
 
 
 def micro_batch_mse(n_micro: int) -> Callable:
@@ -703,7 +716,8 @@ def clip_and_step(model, opt, c: float) -> torch.Tensor:
 
 def clip_and_step_if_finite(model, opt, c: float) -> torch.Tensor:
     norm = torch.nn.utils.clip_grad_norm_(model.parameters(), c)
-    if torch.isfinite(norm):  # inf or NaN: skip this step, as GradScaler does
+    # inf or NaN: skip this step, as GradScaler does
+    if torch.isfinite(norm):
         opt.step()
     return norm
 
@@ -800,13 +814,16 @@ def run_nonfinite(c: float = THRESHOLD) -> NonFiniteResult:
 
 
 def clip_only_when_needed(model, c: float) -> None:
-    norm = torch.nn.utils.get_total_norm([p.grad for p in model.parameters()])
-    if norm > c:  # on a GPU this `if` makes the CPU wait for the device, every step
+    grads = [p.grad for p in model.parameters()]
+    norm = torch.nn.utils.get_total_norm(grads)
+    # on a GPU this `if` makes the CPU wait for the device
+    if norm > c:
         torch.nn.utils.clip_grad_norm_(model.parameters(), c)
 
 
 def clip_always(model, c: float) -> None:
-    torch.nn.utils.clip_grad_norm_(model.parameters(), c)  # below c: multiplies by 1.0
+    # below c it multiplies by exactly 1.0
+    torch.nn.utils.clip_grad_norm_(model.parameters(), c)
 
 
 @dataclass(frozen=True)
@@ -890,7 +907,8 @@ def warmup_norms(model, opt, steps: int) -> tuple[list[float], list[float]]:
         opt.zero_grad()
         loss = mse(model, batch(step, standardize=True))
         loss.backward()
-        norms.append(torch.nn.utils.get_total_norm([p.grad for p in model.parameters()]).item())
+        grads = [p.grad for p in model.parameters()]
+        norms.append(torch.nn.utils.get_total_norm(grads).item())
         losses.append(loss.item())
         opt.step()
     return norms, losses

@@ -49,7 +49,8 @@ WORLD_SIZE = 2
 
 
 def clip_then_average(model: nn.Module, c: float) -> None:
-    torch.nn.utils.clip_grad_norm_(model.parameters(), c)  # this worker's norm only
+    # clips with this worker's own norm only
+    torch.nn.utils.clip_grad_norm_(model.parameters(), c)
     for p in model.parameters():
         dist.all_reduce(p.grad)  # sum over workers
         p.grad /= dist.get_world_size()
@@ -59,14 +60,19 @@ def average_then_clip(model: nn.Module, c: float) -> None:
     for p in model.parameters():
         dist.all_reduce(p.grad)
         p.grad /= dist.get_world_size()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), c)  # the global norm
+    # clips with the norm of the global gradient
+    torch.nn.utils.clip_grad_norm_(model.parameters(), c)
 
 
 def ddp_backward_then_clip(ddp_model: nn.Module, data, c: float):
     x, y = data
-    torch.nn.functional.mse_loss(ddp_model(x), y).backward()  # DDP averages the gradients here
-    after_backward = [p.grad.clone() for p in ddp_model.parameters()]  # (recorded for the page)
-    norm = torch.nn.utils.clip_grad_norm_(ddp_model.parameters(), c)  # sees the global gradient
+    loss = torch.nn.functional.mse_loss(ddp_model(x), y)
+    # DDP averages the gradients across workers in here
+    loss.backward()
+    # (recorded for the page)
+    after_backward = [p.grad.clone() for p in ddp_model.parameters()]
+    # so the clip sees the global gradient
+    norm = torch.nn.utils.clip_grad_norm_(ddp_model.parameters(), c)
     return after_backward, norm
 
 
