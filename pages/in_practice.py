@@ -338,7 +338,7 @@ _case(
     3,
     "With `torch.amp` and a `GradScaler` I clip at 1.0, and my loss curve goes flat. Why?",
     practice.amp_clip_scaled,
-    practice.amp_unscale_then_clip,
+    practice.amp_unscale_clip,
     wrong_title="Clips the scaled gradient",
     right_title="unscale_, then clip",
 )
@@ -400,8 +400,8 @@ _case(
     4,
     f"I accumulate gradients over {four.n_micro} micro-batches and call `clip_grad_norm_` "
     "after each `backward()`. Isn't that the same as clipping the whole batch?",
-    practice.clip_inside_the_loop,
-    practice.clip_after_the_loop,
+    practice.clip_inside_loop,
+    practice.clip_after_loop,
     wrong_title="Clips inside the accumulation loop",
     right_title="Clips once, after the loop",
 )
@@ -508,7 +508,7 @@ _case(
     "My loss spiked and then every weight was NaN, though I clip gradients. Doesn't "
     "clipping protect against that?",
     practice.clip_and_step,
-    practice.clip_and_step_if_finite,
+    practice.step_if_finite,
     wrong_title="Clips and steps",
     right_title="Skips the step when the norm is not finite",
 )
@@ -562,7 +562,7 @@ _case(
     7,
     "My gradient's norm is below `max_norm`, yet `clip_grad_norm_` still writes to my "
     "gradients. Should I guard it with `if norm > max_norm`?",
-    practice.clip_only_when_needed,
+    practice.clip_if_needed,
     practice.clip_always,
     wrong_title="Guards the clip with an if",
     right_title="Just calls it",

@@ -25,16 +25,16 @@ SHOWN = [
     practice.keras_clipnorm_formula,
     practice.keras_global_clipnorm_formula,
     practice.amp_clip_scaled,
-    practice.amp_unscale_then_clip,
-    practice.clip_inside_the_loop,
-    practice.clip_after_the_loop,
+    practice.amp_unscale_clip,
+    practice.clip_inside_loop,
+    practice.clip_after_loop,
     practice_ddp.clip_then_average,
     practice_ddp.average_then_clip,
     practice_ddp.ddp_backward_then_clip,
     practice.clip_and_step,
-    practice.clip_and_step_if_finite,
+    practice.step_if_finite,
     practice.clip_or_raise,
-    practice.clip_only_when_needed,
+    practice.clip_if_needed,
     practice.clip_always,
     practice.warmup_norms,
     practice.train_clipped,
@@ -102,6 +102,13 @@ def test_the_code_boxes_are_the_source_of_the_functions_that_ran(at: AppTest) ->
     boxes = {c.value.rstrip("\n") for c in at.code}
     for function in SHOWN:
         assert practice.source(function).rstrip("\n") in boxes, function.__name__
+
+
+def test_the_side_by_side_functions_fit_a_half_width_code_box() -> None:
+    side_by_side = [f for f in SHOWN if "formula" not in f.__name__]
+    for function in side_by_side:
+        longest = max(len(line) for line in practice.source(function).splitlines())
+        assert longest <= 50, function.__name__
 
 
 def test_the_percentile_control_moves_the_threshold(at: AppTest) -> None:

@@ -46,20 +46,20 @@ def test_the_returned_value_is_the_norm_before_and_after_clipping_the_norm_is_c(
     result = practice.run_returned_norm(C, steps=6)
     by_hand = np.linalg.norm(float64_gradient(*practice.batch(0)))
     assert result.logged_wrong[0] == pytest.approx(by_hand, rel=1e-5)
-    assert result.logged_wrong == result.norm_before  # what the usual code logs
-    for before, after in zip(result.norm_before, result.norm_after, strict=True):
+    assert result.weights_identical  # both loops trained the same weights, step by step
+    for before, after in zip(result.logged_wrong, result.norm_after, strict=True):
         assert before > 50 * C  # the log says "not clipped" ...
         assert after == pytest.approx(C * before / (before + 1e-6), rel=1e-6)  # ... it was
     assert result.steps_logged_above == 6
-    assert result.weights_identical  # both loops trained the same weights
 
 
-def test_log_norm_after_on_one_gradient():
+def test_log_norm_after_measures_the_clipped_gradient():
     model = practice.small_model()
     practice.mse(model, practice.batch(3)).backward()
-    before, after = practice.log_norm_after(model, C)
-    assert before == pytest.approx(np.linalg.norm(float64_gradient(*practice.batch(3))), rel=1e-5)
-    assert after == pytest.approx(C, rel=1e-6)
+    before = np.linalg.norm(float64_gradient(*practice.batch(3)))
+    assert practice.log_norm_after(model, C) == pytest.approx(C * before / (before + 1e-6))
+    clipped = torch.cat([p.grad.reshape(-1) for p in model.parameters()]).double()
+    assert float(clipped.norm()) == pytest.approx(C, rel=1e-6)
 
 
 # ---- 2 ---------------------------------------------------------------------------------
@@ -146,6 +146,7 @@ def clip_inside_by_hand(micro: list[np.ndarray], c: float) -> np.ndarray:
 def test_transformers_986_two_vector_example():
     result = practice.run_accumulation(C)
     g1, g2 = np.array([2.0, 0.0]), np.array([0.0, 2.0])
+    np.testing.assert_allclose(result.example_grads, [g1, g2])  # measured by backward()
     np.testing.assert_allclose(result.example_wrong, clip_inside_by_hand([g1, g2], C), rtol=1e-6)
     np.testing.assert_allclose(result.example_right, clip(g1 + g2, C), rtol=1e-6)
     # (1, 2) / sqrt(5): the last micro-batch weighs twice the first
@@ -286,10 +287,10 @@ def test_train_clipped_is_a_plain_clipped_loop():
     "function",
     [
         practice.log_returned_norm,
-        practice.amp_unscale_then_clip,
-        practice.clip_inside_the_loop,
+        practice.amp_unscale_clip,
+        practice.clip_inside_loop,
         practice_ddp.average_then_clip,
-        practice.clip_and_step_if_finite,
+        practice.step_if_finite,
         practice.clip_always,
     ],
 )

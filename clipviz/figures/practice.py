@@ -57,7 +57,7 @@ def _hline(fig: go.Figure, y: float, text: str, **where) -> None:
 
 def returned_norm_figure(result: ReturnedNormResult, *, height: int = 300) -> go.Figure:
     """Per step: the value ``clip_grad_norm_`` returned and the norm measured after it."""
-    steps = list(range(len(result.norm_before)))
+    steps = list(range(len(result.norm_after)))
     fig = go.Figure()
     fig.add_scatter(
         x=steps,

@@ -7,7 +7,9 @@ functions, the way it is usually written (``wrong``) and the way it should be
 function that runs both on the same small network and returns the numbers as a
 frozen dataclass. ``pages/in_practice.py`` shows the source of the very
 functions that ran (``source``) beside their numbers, so the code on the page
-cannot drift from the code that produced them.
+cannot drift from the code that produced them. Those functions are written to
+be read in a half-width code box: lines of at most 50 characters, comments on
+lines of their own, type hints where they fit.
 
 Here the real library is the point, not clipviz's own engine:
 ``torch.nn.utils.clip_grad_norm_``, ``torch.optim.SGD``, ``torch.amp``
@@ -66,7 +68,8 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
+from torch import Tensor, nn
+from torch.nn.utils import clip_grad_norm_, get_total_norm
 
 THRESHOLD = 1.0  # c: the common default, and the tutorial's clipnorm
 FLOAT16_MAX = float(torch.finfo(torch.float16).max)  # 65,504: larger overflows to inf
@@ -199,18 +202,18 @@ def _timed(function: Callable) -> Callable:
 # ---- 1. the returned value is the norm before clipping ----------------------------------
 
 
-def log_returned_norm(model: nn.Module, c: float) -> float:
-    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), c)
-    # logged as "the gradient norm": it never comes down to c
+def log_returned_norm(model, c: float) -> float:
+    norm = clip_grad_norm_(model.parameters(), c)
+    # logged as "the gradient norm": it is the
+    # norm BEFORE clipping, never down to c
     return norm.item()
 
 
-def log_norm_after(model: nn.Module, c: float) -> tuple[float, float]:
-    # the value returned is the norm BEFORE clipping
-    before = torch.nn.utils.clip_grad_norm_(model.parameters(), c)
+def log_norm_after(model, c: float) -> float:
+    clip_grad_norm_(model.parameters(), c)
     grads = [p.grad for p in model.parameters()]
-    after = torch.nn.utils.get_total_norm(grads)
-    return before.item(), after.item()
+    # the norm the optimizer will actually use
+    return get_total_norm(grads).item()
 
 
 @dataclass(frozen=True)
@@ -219,8 +222,7 @@ class ReturnedNormResult:
 
     threshold: float
     logged_wrong: tuple[float, ...]  # what log_returned_norm logged, per step
-    norm_before: tuple[float, ...]  # log_norm_after's first value, per step
-    norm_after: tuple[float, ...]  # measured after clipping, per step
+    norm_after: tuple[float, ...]  # what log_norm_after logged, per step
     weights_identical: bool  # both runs trained the same weights: only the log differs
     seconds: float = 0.0
 
@@ -237,7 +239,7 @@ def run_returned_norm(c: float = THRESHOLD, steps: int = 30) -> ReturnedNormResu
     right_model = twin(wrong_model)
     wrong_opt = torch.optim.SGD(wrong_model.parameters(), lr=LEARNING_RATE, momentum=MOMENTUM)
     right_opt = torch.optim.SGD(right_model.parameters(), lr=LEARNING_RATE, momentum=MOMENTUM)
-    logged, before, after = [], [], []
+    logged, after = [], []
     for step in range(steps):
         data = batch(step)
         for model, opt in ((wrong_model, wrong_opt), (right_model, right_opt)):
@@ -246,33 +248,35 @@ def run_returned_norm(c: float = THRESHOLD, steps: int = 30) -> ReturnedNormResu
             if model is wrong_model:
                 logged.append(log_returned_norm(model, c))
             else:
-                b, a = log_norm_after(model, c)
-                before.append(b)
-                after.append(a)
+                after.append(log_norm_after(model, c))
             opt.step()
     identical = all(
         torch.equal(p, q)
         for p, q in zip(wrong_model.parameters(), right_model.parameters(), strict=True)
     )
-    return ReturnedNormResult(c, tuple(logged), tuple(before), tuple(after), identical)
+    return ReturnedNormResult(c, tuple(logged), tuple(after), identical)
 
 
 # ---- 2. Keras clipnorm is per tensor ----------------------------------------------------
 
 
-def keras_clipnorm(grads: list[np.ndarray], c: float) -> list[np.ndarray]:
+def keras_clipnorm(grads, c) -> list:
     import keras
 
-    # clips each weight tensor to norm c, on its own
-    optimizer = keras.optimizers.SGD(learning_rate=1.0, clipnorm=c)
+    optimizer = keras.optimizers.SGD(
+        learning_rate=1.0,
+        clipnorm=c,  # each tensor on its own
+    )
     return _keras_clipped(keras, optimizer, grads)
 
 
-def keras_global_clipnorm(grads: list[np.ndarray], c: float) -> list[np.ndarray]:
+def keras_global_clipnorm(grads, c) -> list:
     import keras
 
-    # one norm for all tensors together, like clip_grad_norm_
-    optimizer = keras.optimizers.SGD(learning_rate=1.0, global_clipnorm=c)
+    optimizer = keras.optimizers.SGD(
+        learning_rate=1.0,
+        global_clipnorm=c,  # one norm for all
+    )
     return _keras_clipped(keras, optimizer, grads)
 
 
@@ -512,28 +516,28 @@ def _main(task_path: str, answer_path: str) -> None:
 # ---- 3. mixed precision: unscale before you clip ------------------------------------------
 
 
-def amp_clip_scaled(model, opt, scaler, data, c: float) -> float:
+def amp_clip_scaled(model, opt, scaler, data, c):
     opt.zero_grad()
-    with torch.autocast("cpu", dtype=torch.float16):
+    with torch.autocast("cpu", torch.float16):
         loss = mse(model, data)
     # every gradient is now S times too large ...
     scaler.scale(loss).backward()
     # ... so the clip compares S * ||g|| with c
-    seen = torch.nn.utils.clip_grad_norm_(model.parameters(), c)
+    seen = clip_grad_norm_(model.parameters(), c)
     # divides by S only now, after the clip
     scaler.step(opt)
     scaler.update()
     return seen.item()
 
 
-def amp_unscale_then_clip(model, opt, scaler, data, c: float) -> float:
+def amp_unscale_clip(model, opt, scaler, data, c):
     opt.zero_grad()
-    with torch.autocast("cpu", dtype=torch.float16):
+    with torch.autocast("cpu", torch.float16):
         loss = mse(model, data)
     scaler.scale(loss).backward()
     # divide by S first (and look for inf / NaN)
     scaler.unscale_(opt)
-    seen = torch.nn.utils.clip_grad_norm_(model.parameters(), c)
+    seen = clip_grad_norm_(model.parameters(), c)
     # skipped if unscale_ found inf or NaN
     scaler.step(opt)
     scaler.update()
@@ -604,41 +608,45 @@ def run_amp(c: float = THRESHOLD, steps: int = 40) -> AmpResult:
         threshold=c,
         init_scale=torch.amp.GradScaler("cpu").get_scale(),
         wrong=_amp_run(amp_clip_scaled, c, steps),
-        right=_amp_run(amp_unscale_then_clip, c, steps),
+        right=_amp_run(amp_unscale_clip, c, steps),
     )
 
 
 # ---- 4. gradient accumulation: clip once, after accumulating ------------------------------
 
 
-def clip_inside_the_loop(model, micro_batches, loss_fn, c: float) -> None:
-    for micro_batch in micro_batches:
-        # adds this micro-batch's gradient to .grad
-        loss_fn(model, micro_batch).backward()
+def clip_inside_loop(model, micro_batches, c):
+    for xy in micro_batches:
+        loss = mse(model, xy) / len(micro_batches)
+        # adds the micro-batch's gradient to .grad
+        loss.backward()
         # clips the running sum, again and again
-        torch.nn.utils.clip_grad_norm_(model.parameters(), c)
+        clip_grad_norm_(model.parameters(), c)
 
 
-def clip_after_the_loop(model, micro_batches, loss_fn, c: float) -> None:
-    for micro_batch in micro_batches:
-        loss_fn(model, micro_batch).backward()
+def clip_after_loop(model, micro_batches, c):
+    for xy in micro_batches:
+        loss = mse(model, xy) / len(micro_batches)
+        loss.backward()
     # once, on the gradient of the whole batch
-    torch.nn.utils.clip_grad_norm_(model.parameters(), c)
+    clip_grad_norm_(model.parameters(), c)
 
 
-def micro_batch_mse(n_micro: int) -> Callable:
-    """The usual loss of one of ``n_micro`` micro-batches: its MSE divided by ``n_micro``,
-    so the accumulated gradient is the gradient of the whole batch."""
+def transformers_986_example() -> tuple[nn.Module, list]:
+    """A model and two micro-batches whose gradients are transformers#986's vectors.
 
-    def loss_fn(model, micro_batch):
-        return mse(model, micro_batch) / n_micro
-
-    return loss_fn
-
-
-def dot_loss(model, vector):
-    """A loss whose gradient with respect to the weight is exactly ``vector``."""
-    return (model.weight * vector).sum()
+    A linear map w (two weights, no bias) at 0 and micro-batches (x, y) =
+    ((1, 0), -2) and ((0, 1), -2). The loops take (w.x - y)^2 / 2 (halved: two
+    micro-batches), whose gradient at w = 0 is -y x: (2, 0), then (0, 2).
+    """
+    point = nn.Linear(2, 1, bias=False)
+    with torch.no_grad():
+        point.weight.zero_()
+    micro_batches = [
+        (torch.tensor([[1.0, 0.0]]), torch.tensor([[-2.0]])),
+        (torch.tensor([[0.0, 1.0]]), torch.tensor([[-2.0]])),
+    ]
+    return point, micro_batches
 
 
 @dataclass(frozen=True)
@@ -662,34 +670,39 @@ class AccumulationResult:
     seconds: float = 0.0
 
 
-def _accumulate(clip: Callable, model: nn.Module, micro_batches, loss_fn, c: float):
+def _accumulate(clip: Callable, model: nn.Module, micro_batches, c: float) -> torch.Tensor:
     model.zero_grad()
-    clip(model, micro_batches, loss_fn, c)
+    clip(model, micro_batches, c)
     return flat(grads_of(model))
+
+
+def _micro_gradients(model: nn.Module, micro_batches) -> list[torch.Tensor]:
+    """Each micro-batch's own gradient, divided by their number, as the loops add it."""
+    gradients = []
+    for xy in micro_batches:
+        model.zero_grad()
+        (mse(model, xy) / len(micro_batches)).backward()
+        gradients.append(flat(grads_of(model)))
+    return gradients
 
 
 @_timed
 def run_accumulation(c: float = THRESHOLD, n_micro: int = 4) -> AccumulationResult:
     """Both accumulation loops on transformers#986's two vectors and on the reference MLP."""
-    vectors = [torch.tensor([[2.0, 0.0]]), torch.tensor([[0.0, 2.0]])]
-    point = nn.Linear(2, 1, bias=False)
-    example_wrong = _accumulate(clip_inside_the_loop, point, vectors, dot_loss, c)
-    example_right = _accumulate(clip_after_the_loop, point, vectors, dot_loss, c)
+    point, vectors = transformers_986_example()
+    example_grads = _micro_gradients(point, vectors)
+    example_wrong = _accumulate(clip_inside_loop, point, vectors, c)
+    example_right = _accumulate(clip_after_loop, point, vectors, c)
 
     model = small_model()
     x, y = batch(0)
     micro_batches = list(zip(x.chunk(n_micro), y.chunk(n_micro), strict=True))
-    loss_fn = micro_batch_mse(n_micro)
-    micro = []
-    for micro_batch in micro_batches:
-        model.zero_grad()
-        loss_fn(model, micro_batch).backward()
-        micro.append(flat(grads_of(model)))
-    wrong = _accumulate(clip_inside_the_loop, model, micro_batches, loss_fn, c)
-    right = _accumulate(clip_after_the_loop, model, micro_batches, loss_fn, c)
+    micro = _micro_gradients(model, micro_batches)
+    wrong = _accumulate(clip_inside_loop, model, micro_batches, c)
+    right = _accumulate(clip_after_loop, model, micro_batches, c)
     return AccumulationResult(
         threshold=c,
-        example_grads=tuple(tuple(v.reshape(-1).tolist()) for v in vectors),
+        example_grads=tuple(tuple(g.tolist()) for g in example_grads),
         example_wrong=tuple(example_wrong.tolist()),
         example_right=tuple(example_right.tolist()),
         n_micro=n_micro,
@@ -708,22 +721,26 @@ def run_accumulation(c: float = THRESHOLD, n_micro: int = 4) -> AccumulationResu
 # ---- 6. non-finite norms -------------------------------------------------------------------
 
 
-def clip_and_step(model, opt, c: float) -> torch.Tensor:
-    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), c)
+def clip_and_step(model, opt, c: float) -> Tensor:
+    norm = clip_grad_norm_(model.parameters(), c)
     opt.step()
     return norm
 
 
-def clip_and_step_if_finite(model, opt, c: float) -> torch.Tensor:
-    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), c)
-    # inf or NaN: skip this step, as GradScaler does
+def step_if_finite(model, opt, c) -> Tensor:
+    norm = clip_grad_norm_(model.parameters(), c)
+    # inf/NaN: skip the step, as GradScaler does
     if torch.isfinite(norm):
         opt.step()
     return norm
 
 
-def clip_or_raise(model, c: float) -> torch.Tensor:
-    return torch.nn.utils.clip_grad_norm_(model.parameters(), c, error_if_nonfinite=True)
+def clip_or_raise(model, c: float) -> Tensor:
+    return clip_grad_norm_(
+        model.parameters(),
+        c,
+        error_if_nonfinite=True,
+    )
 
 
 # One entry of the hidden layer's weight gradient is replaced by each of these (the
@@ -782,9 +799,7 @@ def run_nonfinite(c: float = THRESHOLD) -> NonFiniteResult:
 
         right = _poisoned_model(value)
         start = [p.detach().clone() for p in right.parameters()]
-        right_norm = clip_and_step_if_finite(
-            right, torch.optim.SGD(right.parameters(), lr=LEARNING_RATE), c
-        )
+        right_norm = step_if_finite(right, torch.optim.SGD(right.parameters(), lr=LEARNING_RATE), c)
         unchanged = all(torch.equal(a, b) for a, b in zip(start, right.parameters(), strict=True))
 
         try:
@@ -813,17 +828,18 @@ def run_nonfinite(c: float = THRESHOLD) -> NonFiniteResult:
 # ---- 7. below the threshold: multiplied by exactly 1.0 ------------------------------------
 
 
-def clip_only_when_needed(model, c: float) -> None:
+def clip_if_needed(model, c: float) -> None:
     grads = [p.grad for p in model.parameters()]
-    norm = torch.nn.utils.get_total_norm(grads)
-    # on a GPU this `if` makes the CPU wait for the device
+    norm = get_total_norm(grads)
+    # on a GPU, this `if` makes the CPU wait for
+    # the device to finish: every step
     if norm > c:
-        torch.nn.utils.clip_grad_norm_(model.parameters(), c)
+        clip_grad_norm_(model.parameters(), c)
 
 
 def clip_always(model, c: float) -> None:
     # below c it multiplies by exactly 1.0
-    torch.nn.utils.clip_grad_norm_(model.parameters(), c)
+    clip_grad_norm_(model.parameters(), c)
 
 
 @dataclass(frozen=True)
@@ -855,7 +871,7 @@ def run_below_threshold() -> BelowThresholdResult:
     coefficient = float(torch.clamp(c / (total + 1e-6), max=1.0))
 
     results = []
-    for clip in (clip_always, clip_only_when_needed):
+    for clip in (clip_always, clip_if_needed):
         other = twin(model)
         for p, g in zip(other.parameters(), before, strict=True):
             p.grad = g.clone()
@@ -895,35 +911,36 @@ class ThresholdChoice:
 class WarmupResult:
     steps: int
     norms: tuple[float, ...]  # the gradient norm at each warm-up step (no clipping)
-    losses: tuple[float, ...]
     final_loss: float  # the warm-up run, unclipped, at its end
     choices: tuple[ThresholdChoice, ...]
     seconds: float = 0.0
 
 
-def warmup_norms(model, opt, steps: int) -> tuple[list[float], list[float]]:
-    norms, losses = [], []
+def warmup_norms(model, opt, steps: int) -> list:
+    params = list(model.parameters())
+    norms = []
     for step in range(steps):
         opt.zero_grad()
-        loss = mse(model, batch(step, standardize=True))
-        loss.backward()
-        grads = [p.grad for p in model.parameters()]
-        norms.append(torch.nn.utils.get_total_norm(grads).item())
-        losses.append(loss.item())
+        xy = batch(step, standardize=True)
+        mse(model, xy).backward()
+        grads = [p.grad for p in params]
+        norms.append(get_total_norm(grads).item())
         opt.step()
-    return norms, losses
+    return norms
 
 
-def train_clipped(model, opt, steps: int, c: float) -> float:
+def train_clipped(model, opt, steps, c) -> float:
     for step in range(steps):
         opt.zero_grad()
-        mse(model, batch(step, standardize=True)).backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), c)
+        xy = batch(step, standardize=True)
+        mse(model, xy).backward()
+        clip_grad_norm_(model.parameters(), c)
         opt.step()
-    return _full_loss(model)
+    return full_loss(model)
 
 
-def _full_loss(model: nn.Module) -> float:
+def full_loss(model: nn.Module) -> float:
+    """The MSE on all 500 training rows, standardized target."""
     x, _ = reference_data()
     with torch.no_grad():
         return float(F.mse_loss(model(x), _standardized_targets()))
@@ -946,7 +963,7 @@ def run_warmup(steps: int = 100) -> WarmupResult:
     "typical" ones the advice asks for.
     """
     model = small_model()
-    norms, losses = warmup_norms(model, _sgd(model), steps)
+    norms = warmup_norms(model, _sgd(model), steps)
     choices = []
     for q in PERCENTILES:
         threshold = float(np.percentile(norms, q))
@@ -959,7 +976,7 @@ def run_warmup(steps: int = 100) -> WarmupResult:
                 train_clipped(rerun, _sgd(rerun), steps, threshold),
             )
         )
-    return WarmupResult(steps, tuple(norms), tuple(losses), _full_loss(model), tuple(choices))
+    return WarmupResult(steps, tuple(norms), full_loss(model), tuple(choices))
 
 
 if __name__ == "__main__":  # the fresh process of run_module

@@ -41,39 +41,44 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils import clip_grad_norm_
 
 from clipviz.lessons import practice
 
 WORLD_SIZE = 2
 
 
-def clip_then_average(model: nn.Module, c: float) -> None:
+def clip_then_average(model, c: float) -> None:
     # clips with this worker's own norm only
-    torch.nn.utils.clip_grad_norm_(model.parameters(), c)
+    clip_grad_norm_(model.parameters(), c)
+    # sum over the workers, then average
     for p in model.parameters():
-        dist.all_reduce(p.grad)  # sum over workers
+        dist.all_reduce(p.grad)
         p.grad /= dist.get_world_size()
 
 
-def average_then_clip(model: nn.Module, c: float) -> None:
+def average_then_clip(model, c: float) -> None:
     for p in model.parameters():
         dist.all_reduce(p.grad)
         p.grad /= dist.get_world_size()
     # clips with the norm of the global gradient
-    torch.nn.utils.clip_grad_norm_(model.parameters(), c)
+    clip_grad_norm_(model.parameters(), c)
 
 
-def ddp_backward_then_clip(ddp_model: nn.Module, data, c: float):
+def ddp_backward_then_clip(ddp_model, data, c):
     x, y = data
-    loss = torch.nn.functional.mse_loss(ddp_model(x), y)
-    # DDP averages the gradients across workers in here
+    loss = F.mse_loss(ddp_model(x), y)
+    # DDP averages the gradients across workers
+    # inside backward()
     loss.backward()
-    # (recorded for the page)
-    after_backward = [p.grad.clone() for p in ddp_model.parameters()]
+    params = list(ddp_model.parameters())
+    # (a copy, for the page)
+    grads = [p.grad.clone() for p in params]
     # so the clip sees the global gradient
-    norm = torch.nn.utils.clip_grad_norm_(ddp_model.parameters(), c)
-    return after_backward, norm
+    norm = clip_grad_norm_(params, c)
+    return grads, norm
 
 
 def free_port() -> int:
