@@ -457,13 +457,11 @@ with right_column:
 ddp = _background(_ddp_job, "The two-worker run (torch.distributed, gloo)", "practice_ddp_retry")
 if ddp is not None:
     cols = st.columns(5)
-    cols[0].metric(
-        "Local norms, workers 0 and 1", " and ".join(f"{n:.0f}" for n in ddp.local_norms)
-    )
+    cols[0].metric("Local norms, workers 0, 1", " and ".join(f"{n:.0f}" for n in ddp.local_norms))
     cols[1].metric("Norm of the average", _fmt(ddp.mean_local_norm))
-    cols[2].metric("Update length, average then clip", _fmt(ddp.right_norm, 4))
-    cols[3].metric("Update length, each clips", _fmt(ddp.wrong_norm, 4))
-    cols[4].metric("Angle between the two ways' updates", f"{ddp.angle:.1f}°")
+    cols[2].metric("Update: average, clip", _fmt(ddp.right_norm, 4))
+    cols[3].metric("Update: clip, average", _fmt(ddp.wrong_norm, 4))
+    cols[4].metric("Angle between them", f"{ddp.angle:.1f}°")
     st.markdown(
         f"Two worker processes joined a `gloo` process group on 127.0.0.1, each with the "
         f"same MLP and half of one batch (worker 0 the rows with smaller targets). Clipped "
@@ -514,22 +512,21 @@ _case(
 )
 rows = []
 for case in six.cases:
+    if case.nan_weights_after_step:
+        weights = f"{case.nan_weights_after_step} NaN"
+    else:
+        weights = "moved" if case.weights_moved else "unchanged (step wasted)"
     rows.append(
         {
-            "one gradient entry set to": case.label,
+            "entry set to": case.label,
             "norm returned": _fmt(case.norm),
             "gradient after clipping": (
-                f"{case.zeros_after} of {case.entries} entries 0, {case.nans_after} NaN"
+                f"{case.zeros_after} zero, {case.nans_after} NaN (of {case.entries})"
             ),
-            "usual code: weights after the step": (
-                f"{case.nan_weights_after_step} NaN"
-                if case.nan_weights_after_step
-                else ("moved" if case.weights_moved else "unchanged: step silently wasted")
-            ),
-            "fix: step": "skipped, weights unchanged"
-            if case.skipped and case.right_weights_unchanged
-            else "taken",
-            "error_if_nonfinite=True": "raised" if case.raised else "did not raise",
+            "usual code: weights": weights,
+            "fix: the step": "skipped" if case.skipped else "taken",
+            "fix: weights": "unchanged" if case.right_weights_unchanged else "moved",
+            "error_if_nonfinite": "raised" if case.raised else "did not raise",
         }
     )
 st.dataframe(pd.DataFrame(rows), hide_index=True)

@@ -81,9 +81,10 @@ def returned_norm_figure(result: ReturnedNormResult, *, height: int = 300) -> go
     return base_layout(fig, height=height)
 
 
-def keras_figure(result: KerasResult, *, height: int = 320) -> go.Figure:
+def keras_figure(result: KerasResult, *, height: int = 380) -> go.Figure:
     """Grouped bars: each tensor's gradient norm before, and after each rule (log scale)."""
-    names = list(result.names) + ["all four together"]
+    # line breaks instead of slanted labels; the legend goes below the bars
+    names = [n.replace(" (", "<br>(") for n in result.names] + ["all four<br>together"]
     series = [
         ("before clipping", result.norms_before, result.total_before, BEFORE),
         (
@@ -113,7 +114,12 @@ def keras_figure(result: KerasResult, *, height: int = 320) -> go.Figure:
     _hline(fig, result.threshold, f"c = {result.threshold:g}")
     fig.update_layout(barmode="group")
     fig.update_yaxes(title="gradient norm (log scale)", type="log", dtick=1)
-    return base_layout(fig, height=height)
+    base_layout(fig, height=height)
+    fig.update_layout(
+        legend={"orientation": "h", "x": 0.0, "xanchor": "left", "y": -0.22, "yanchor": "top"},
+        margin={"b": 110},
+    )
+    return fig
 
 
 def amp_figure(result: AmpResult, *, height: int = 520) -> go.Figure:
@@ -189,7 +195,7 @@ def amp_figure(result: AmpResult, *, height: int = 520) -> go.Figure:
     return fig
 
 
-def accumulation_figure(result: AccumulationResult, *, height: int = 420) -> go.Figure:
+def accumulation_figure(result: AccumulationResult, *, height: int = 460) -> go.Figure:
     """transformers#986's example in the plane: two micro-gradients, their sum, both updates."""
     c = result.threshold
     (g1, g2) = result.example_grads
@@ -232,8 +238,8 @@ def accumulation_figure(result: AccumulationResult, *, height: int = 420) -> go.
     )
     base_layout(fig, height=height)
     fig.update_layout(
-        legend={"orientation": "v", "x": 1.02, "xanchor": "left", "y": 0.5, "yanchor": "middle"},
-        margin={"r": 10},
+        legend={"orientation": "h", "x": 0.0, "xanchor": "left", "y": -0.18, "yanchor": "top"},
+        margin={"b": 120, "r": 10},
     )
     return fig
 
@@ -279,7 +285,7 @@ def warmup_figure(result: WarmupResult, chosen_percentile: int, *, height: int =
     chosen_choice = next(c for c in result.choices if c.percentile == chosen_percentile)
     fig.add_annotation(
         x=len(steps) - 1,
-        y=math.log10(chosen_choice.threshold),  # annotations on a log axis take log10
+        y=chosen_choice.threshold,
         xref="x",
         yref="y",
         text=f"p{chosen_percentile}: c = {chosen_choice.threshold:.3g}",
@@ -289,7 +295,7 @@ def warmup_figure(result: WarmupResult, chosen_percentile: int, *, height: int =
         font={"color": RIGHT},
     )
     norms = np.sort(np.asarray(result.norms))
-    thresholds = np.geomspace(norms[0] * 0.8, norms[-1] * 1.2, 200)
+    thresholds = np.linspace(0.0, norms[-1] * 1.1, 300)
     share = [(norms > t).mean() * 100 for t in thresholds]
     fig.add_scatter(
         x=thresholds.tolist(),
@@ -318,9 +324,10 @@ def warmup_figure(result: WarmupResult, chosen_percentile: int, *, height: int =
         row=1,
         col=2,
     )
-    fig.update_yaxes(title="‖g‖ (log scale)", type="log", row=1, col=1)
+    # linear axes: a healthy run's norms span about one decade
+    fig.update_yaxes(title="gradient norm ‖g‖", rangemode="tozero", row=1, col=1)
     fig.update_xaxes(title="warm-up step", row=1, col=1)
-    fig.update_xaxes(title="threshold c (log scale)", type="log", row=1, col=2)
+    fig.update_xaxes(title="threshold c", rangemode="tozero", row=1, col=2)
     fig.update_yaxes(title="steps clipped (%)", range=[-3, 103], row=1, col=2)
     base_layout(fig, height=height)
     fig.update_layout(showlegend=False)  # the panel titles say what each line is

@@ -956,7 +956,7 @@ def _sgd(model: nn.Module) -> torch.optim.Optimizer:
 
 
 @_timed
-def run_warmup(steps: int = 100) -> WarmupResult:
+def run_warmup(steps: int = 80) -> WarmupResult:
     """Watch the norms of an unclipped warm-up, then train again clipped at each percentile.
 
     The target is standardized here: the run is healthy and its norms are the
