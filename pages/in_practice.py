@@ -384,7 +384,12 @@ st.markdown(
     "overflow; `unscale_` "
     "finds the inf/NaN, `scaler.step` skips the step (the weights did not move: measured) "
     f"and `update()` halves $S$. Here {skipped} of {len(right_amp.skipped)} steps were "
-    "skipped, the same ones in both runs: the check does not depend on the order."
+    "skipped"
+    + (
+        ", the same ones in both runs: the check does not depend on the order."
+        if wrong_amp.skipped == right_amp.skipped
+        else f" with the fix, {wrong_amp.skipped_count} with the usual code."
+    )
 )
 st.caption(
     'Runs on this CPU: `torch.autocast("cpu", dtype=torch.float16)` and '
@@ -530,13 +535,20 @@ for case in six.cases:
         }
     )
 st.dataframe(pd.DataFrame(rows), hide_index=True)
+huge = six.cases[0]
+if huge.norm == float("inf"):  # what this machine's float32 norm gave
+    finite_too = (
+        "Even a finite entry can do it: $10^{20}$ squared does not fit in float32, so the "
+        "norm came out inf and the whole gradient was silently zeroed."
+    )
+else:
+    finite_too = f"A huge but finite entry kept the norm finite here ({_fmt(huge.norm)})."
 st.markdown(
     "With a non-finite norm the clip factor $c/(\\lVert g\\rVert + 10^{-6})$ is 0 (inf) "
     "or NaN. An inf makes every finite entry exactly 0 and turns the inf itself into NaN "
     "($\\infty \\cdot 0$), which the step writes into a weight. A single NaN makes every "
-    "entry NaN, and every weight with it. Even a finite entry can do it: $10^{20}$ squared "
-    "does not fit in float32, so the norm is inf and the whole gradient is silently "
-    "zeroed. Clipping keeps finite steps short; it cannot repair a non-finite one."
+    f"entry NaN, and every weight with it. {finite_too} Clipping keeps finite steps "
+    "short; it cannot repair a non-finite one."
 )
 left, right_column = st.columns(2, gap="medium")
 with left:
