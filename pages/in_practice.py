@@ -79,6 +79,33 @@ def _warmup() -> practice.WarmupResult:
     return practice.run_warmup()
 
 
+# Building a Plotly figure costs tens of milliseconds (more under load); the figures
+# depend only on the cached results, so they are built once and shared: never mutated.
+@st.cache_resource(show_spinner=False)
+def _returned_norm_figure():
+    return figures.returned_norm_figure(_returned_norm())
+
+
+@st.cache_resource(show_spinner=False)
+def _keras_figure():
+    return figures.keras_figure(_keras_comparison())
+
+
+@st.cache_resource(show_spinner=False)
+def _amp_figure():
+    return figures.amp_figure(_amp())
+
+
+@st.cache_resource(show_spinner=False)
+def _accumulation_figure():
+    return figures.accumulation_figure(_accumulation())
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _warmup_figure(percentile: int):
+    return figures.warmup_figure(_warmup(), percentile)
+
+
 @st.cache_resource(show_spinner="Loading PyTorch's optimizers (once per server)…")
 def _prepared_seconds() -> float:
     return practice.prepare()
@@ -227,7 +254,7 @@ cols[0].metric("Logged by the usual code, step 0", _fmt(one.logged_wrong[0]))
 cols[1].metric("Measured after clipping, step 0", f"{one.norm_after[0]:.7f}")
 cols[2].metric("Steps whose log shows ‖g‖ > c", f"{one.steps_logged_above} of {steps}")
 cols[3].metric("Weights of the twin runs", "identical" if one.weights_identical else "differ")
-st.plotly_chart(figures.returned_norm_figure(one), key="practice_chart_1")
+st.plotly_chart(_returned_norm_figure(), key="practice_chart_1")
 st.markdown(
     "Clipping worked: measured right after the call, the norm is $c$ at every step. The "
     "return value is, by design, the total norm *before* clipping: it was added in "
@@ -262,7 +289,7 @@ cols[2].metric("After Keras clipnorm", _fmt(two.total_per_tensor))
 cols[3].metric("Direction turned by clipnorm", f"{two.angle_per_tensor:.1f}°")
 chart_column, text_column = st.columns([3, 2], gap="medium")
 with chart_column:
-    st.plotly_chart(figures.keras_figure(two), key="practice_chart_2")
+    st.plotly_chart(_keras_figure(), key="practice_chart_2")
 with text_column:
     st.markdown(
         "`clip_grad_norm_` and `global_clipnorm` shrink all tensors by one factor, "
@@ -377,7 +404,7 @@ st.markdown(
     '(Lightning-AI/pytorch-lightning#9599: "the loss converged very slow"); '
     'NVIDIA/apex#1512 describes the "extremely small gradients" it gives.'
 )
-st.plotly_chart(figures.amp_figure(three), key="practice_chart_3")
+st.plotly_chart(_amp_figure(), key="practice_chart_3")
 st.markdown(
     f"**Skipped steps.** The scaler starts at $S$ = {three.init_scale:,.0f}. Float16's "
     f"largest number is {practice.FLOAT16_MAX:,.0f}, so the first scaled backward passes "
@@ -412,7 +439,7 @@ _case(
 )
 example_column, model_column = st.columns([3, 2], gap="medium")
 with example_column:
-    st.plotly_chart(figures.accumulation_figure(four), key="practice_chart_4")
+    st.plotly_chart(_accumulation_figure(), key="practice_chart_4")
 with model_column:
     wx, wy = four.example_wrong
     rx, ry = four.example_right
@@ -632,7 +659,7 @@ cols[0].metric(f"Threshold at p{percentile}", _fmt(chosen.threshold, 4))
 cols[1].metric("Warm-up steps it would clip", f"{chosen.clipped_fraction:.0%}")
 cols[2].metric("Loss after the clipped run", _fmt(chosen.final_loss, 4))
 cols[3].metric("Loss after the warm-up, unclipped", _fmt(eight.final_loss, 4))
-st.plotly_chart(figures.warmup_figure(eight, percentile), key="practice_chart_8")
+st.plotly_chart(_warmup_figure(percentile), key="practice_chart_8")
 st.dataframe(
     pd.DataFrame(
         {

@@ -45,13 +45,32 @@ BEFORE = UNCLIPPED
 PER_TENSOR = SEQUENCE[3]  # reddish purple, as on the worked examples page
 
 
-def _hline(fig: go.Figure, y: float, text: str, **where) -> None:
-    fig.add_hline(
-        y=y,
+def _threshold(fig: go.Figure, c: float, *, log: bool, axis: str = "") -> None:
+    """A dashed line at ``c`` across one panel (axes ``x{axis}``/``y{axis}``), labelled.
+
+    Shapes are added directly (``add_hline`` costs many times more); a shape takes
+    data units on a log axis, an annotation takes their log10.
+    """
+    fig.add_shape(
+        type="line",
+        xref=f"x{axis} domain",
+        yref=f"y{axis}",
+        x0=0,
+        x1=1,
+        y0=c,
+        y1=c,
         line={"color": THRESHOLD, "dash": "dash", "width": 1},
-        annotation_text=text,
-        annotation_position="top left",
-        **where,
+    )
+    fig.add_annotation(
+        xref=f"x{axis} domain",
+        yref=f"y{axis}",
+        x=0.0,
+        y=math.log10(c) if log else c,
+        text=f"c = {c:g}",
+        showarrow=False,
+        xanchor="left",
+        yanchor="bottom",
+        font={"color": THRESHOLD, "size": 12},
     )
 
 
@@ -75,7 +94,7 @@ def returned_norm_figure(result: ReturnedNormResult, *, height: int = 300) -> go
         line={"color": RIGHT},
         hovertemplate="step %{x}: after %{y:.9g}<extra></extra>",
     )
-    _hline(fig, result.threshold, f"c = {result.threshold:g}")
+    _threshold(fig, result.threshold, log=True)
     fig.update_xaxes(title="training step")
     fig.update_yaxes(title="gradient norm ‖g‖ (log scale)", type="log", dtick=1)
     return base_layout(fig, height=height)
@@ -111,7 +130,7 @@ def keras_figure(result: KerasResult, *, height: int = 380) -> go.Figure:
             customdata=[repr(float(v)) for v in values],
             hovertemplate="%{x}: ‖g‖ = %{customdata}<extra>" + label + "</extra>",
         )
-    _hline(fig, result.threshold, f"c = {result.threshold:g}")
+    _threshold(fig, result.threshold, log=True)
     fig.update_layout(barmode="group")
     fig.update_yaxes(title="gradient norm (log scale)", type="log", dtick=1)
     base_layout(fig, height=height)
@@ -167,18 +186,21 @@ def amp_figure(result: AmpResult, *, height: int = 520) -> go.Figure:
                 col=1,
             )
     for row in (2, 3):
-        fig.add_hline(
-            y=result.threshold,
-            line={"color": THRESHOLD, "dash": "dash", "width": 1},
-            annotation_text=f"c = {result.threshold:g}",
-            annotation_position="top left",
-            row=row,
-            col=1,
-        )
+        _threshold(fig, result.threshold, log=True, axis=str(row))
     for i, skipped in enumerate(result.right.skipped):
         if skipped:
-            fig.add_vrect(
-                x0=i - 0.5, x1=i + 0.5, fillcolor=NEUTRAL, opacity=0.18, line_width=0, layer="below"
+            fig.add_shape(
+                type="rect",
+                xref="x",
+                yref="paper",
+                x0=i - 0.5,
+                x1=i + 0.5,
+                y0=0,
+                y1=1,
+                fillcolor=NEUTRAL,
+                opacity=0.18,
+                line_width=0,
+                layer="below",
             )
     for row in (1, 2, 3):
         fig.update_yaxes(type="log", dtick=1, row=row, col=1)
