@@ -198,6 +198,18 @@ def test_two_workers_local_clip_differs_from_global_and_ddp_averages_in_backward
     assert result.ddp_difference_from_mean < 1e-4
 
 
+def test_a_fresh_process_that_overruns_is_ended_with_a_one_line_reason():
+    with pytest.raises(RuntimeError, match=r"did not finish within 2 s"):
+        practice.run_module("time", "sleep", 600, timeout=2)
+    assert not practice._RUNNING  # ended and forgotten
+
+
+@pytest.mark.slow
+def test_a_failing_fresh_process_reports_its_last_error_line():
+    with pytest.raises(RuntimeError, match=r"AttributeError: .*no_such_function"):
+        practice.run_module("clipviz.lessons.practice", "no_such_function", None, timeout=120)
+
+
 # ---- 6 ---------------------------------------------------------------------------------
 
 
