@@ -246,7 +246,7 @@ _case(
     practice.log_returned_norm,
     practice.log_norm_after,
     wrong_title="Logs the return value",
-    right_title="Logs the norm after clipping too",
+    right_title="Logs the norm after clipping",
 )
 steps = len(one.norm_after)
 cols = st.columns(4)
