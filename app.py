@@ -36,6 +36,12 @@ PAGES = [
         icon=":material/grid_on:",
         url_path="stability_map",
     ),
+    st.Page(
+        "pages/in_practice.py",
+        title="In practice",
+        icon=":material/build:",
+        url_path="in_practice",
+    ),
 ]
 
 st.navigation(PAGES, position="sidebar").run()

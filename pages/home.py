@@ -117,12 +117,16 @@ MAP = [
         "Stability map",
         "Many networks trained at once: where training diverges.",
     ),
+    (
+        "pages/in_practice.py",
+        "In practice",
+        "The clipping mistakes practitioners make, each run live in real PyTorch.",
+    ),
 ]
 
 
-for start in range(0, len(MAP), 3):
-    row = MAP[start : start + 3]
-    for col, (page, title, blurb) in zip(st.columns(3), row, strict=False):
+for start in range(0, len(MAP), 3):  # rows of three cards
+    for col, (page, title, blurb) in zip(st.columns(3), MAP[start : start + 3], strict=False):
         with col, st.container(border=True):
             st.page_link(page, label=f"**{title}**")
             st.caption(blurb)

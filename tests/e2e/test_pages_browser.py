@@ -29,6 +29,7 @@ NAV_TITLES = [
     "Recurrent nets",
     "The cliff",
     "Stability map",
+    "In practice",
 ]
 
 # path -> a text the page shows once it has computed its content
@@ -39,6 +40,7 @@ PAGES = {
     "recurrent": "Exploded at step",
     "cliff": "The cliff",
     "stability_map": "Stability map",
+    "in_practice": "In practice",
     "lab?preset=tutorial_clip_norm": "Training Lab",
 }
 
