@@ -31,6 +31,7 @@ import csv
 import io
 import math
 from array import array
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import numpy as np
@@ -60,10 +61,17 @@ class Column:
     name: str
     index: int  # position in the file, from 0
     values: np.ndarray  # float64, one per row
+    kinds: np.ndarray  # uint8 per row: NUMBER, EMPTY or TEXT
     first_text: tuple[int, str] | None  # (line, cell) of the first cell that is not a number
     first_empty: int | None  # line of the first empty cell
     first_nan: int | None  # line of the first cell that reads as NaN
     first_inf: int | None  # line of the first infinite cell
+    text: tuple[str, ...] | None = None  # every cell as written, for the columns asked for
+
+    @property
+    def empty(self) -> np.ndarray:
+        """Rows whose cell was empty (a written 'nan' is a number, NaN)."""
+        return self.kinds == EMPTY
 
     @property
     def numeric(self) -> bool:
@@ -124,12 +132,15 @@ def read_csv(
     max_rows: int,
     max_columns: int,
     max_cells: int | None = None,
+    keep_text: Collection[str] = (),
 ) -> CsvTable | list[str]:
     """Read CSV ``data`` into a ``CsvTable``, or say in one line each what is wrong with it.
 
     The limits are checked as the file is read, so an oversized file costs no
     more than its first ``max_rows`` rows. A file needs at least one column
-    that holds only numbers.
+    that holds only numbers. The columns named in ``keep_text`` (any case)
+    also keep their cells as written (``Column.text``), e.g. a column naming
+    the run of each row.
     """
     size = len(data)
     if size > max_bytes:
@@ -156,7 +167,7 @@ def read_csv(
     delimiter = sniff_delimiter(text)
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
     try:
-        return _read_rows(reader, delimiter, max_rows, max_columns, max_cells)
+        return _read_rows(reader, delimiter, max_rows, max_columns, max_cells, keep_text)
     except csv.Error as error:
         return [f"not a CSV: line {reader.line_num}: {error}"]
 
@@ -195,7 +206,9 @@ def _unique_names(cells: list[str]) -> list[str]:
     return names
 
 
-def _read_rows(reader, delimiter, max_rows, max_columns, max_cells) -> CsvTable | list[str]:
+def _read_rows(
+    reader, delimiter, max_rows, max_columns, max_cells, keep_text
+) -> CsvTable | list[str]:
     header: list[str] | None = None
     for row in reader:
         if any(cell.strip() for cell in row):
@@ -216,6 +229,8 @@ def _read_rows(reader, delimiter, max_rows, max_columns, max_cells) -> CsvTable 
     lines = array("q")
     number_row = bytes(n_cols)  # every cell a number
     first_text: dict[int, tuple[int, str]] = {}  # column -> (line, cell): text is not kept
+    wanted = {name.lower() for name in keep_text}
+    kept: dict[int, list[str]] = {j: [] for j, n in enumerate(names) if n.lower() in wanted}
 
     def add(row: list[str], line: int) -> None:
         try:  # the common case, a row of numbers, at C speed
@@ -233,6 +248,8 @@ def _read_rows(reader, delimiter, max_rows, max_columns, max_cells) -> CsvTable 
                     if stripped and j not in first_text:
                         first_text[j] = (line, stripped)
         lines.append(line)
+        for j, cells in kept.items():
+            cells.append(row[j].strip())
 
     if not has_header:
         add(header, reader.line_num)
@@ -267,10 +284,12 @@ def _read_rows(reader, delimiter, max_rows, max_columns, max_cells) -> CsvTable 
                 name=name,
                 index=j,
                 values=col_values,
+                kinds=col_kind.copy(),
                 first_text=first_text.get(j),
                 first_empty=first_line(col_kind == EMPTY),
                 first_nan=first_line(numbers & np.isnan(col_values)),
                 first_inf=first_line(numbers & np.isinf(col_values)),
+                text=tuple(kept[j]) if j in kept else None,
             )
         )
     table = CsvTable(tuple(columns), row_lines, delimiter, has_header)
