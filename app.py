@@ -36,6 +36,9 @@ PAGES = [
         icon=":material/grid_on:",
         url_path="stability_map",
     ),
+    st.Page(
+        "pages/your_run.py", title="Your run", icon=":material/upload_file:", url_path="your_run"
+    ),
 ]
 
 st.navigation(PAGES, position="sidebar").run()

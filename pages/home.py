@@ -109,11 +109,16 @@ MAP = [
         "Stability map",
         "Many networks trained at once: where training diverges.",
     ),
+    (
+        "pages/your_run.py",
+        "Your run",
+        "Upload your own run's gradient norms: signs, spikes, thresholds.",
+    ),
 ]
 
 
-for row in (MAP[:3], MAP[3:]):
-    for col, (page, title, blurb) in zip(st.columns(3), row, strict=True):
+for start in range(0, len(MAP), 3):
+    for col, (page, title, blurb) in zip(st.columns(3), MAP[start : start + 3], strict=False):
         with col, st.container(border=True):
             st.page_link(page, label=f"**{title}**")
             st.caption(blurb)

@@ -14,7 +14,7 @@ from clipviz.lessons.diagnose import FIX_NOTES, SIGNS
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 LINK = re.compile(r"\[([^\]]+)\]\((lab\?[^)\s]*)\)")
-PAGES = ("lab", "worked_examples", "tutorial", "recurrent", "cliff", "stability_map")
+PAGES = ("lab", "worked_examples", "tutorial", "recurrent", "cliff", "stability_map", "your_run")
 CLAIMS = {
     link.url: link for item in story.SIGN_CHECKLIST + story.FIX_CHECKLIST for link in item.links
 }
