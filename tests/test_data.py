@@ -318,3 +318,16 @@ def test_the_budget_counts_the_uploads_own_rows():
     with pytest.raises(ConfigError):
         Trainer(heavy, dataset=chosen.dataset())
     assert upload_problems(TrainConfig(network="lstm"), chosen)[0].key == "network"
+
+
+def test_a_lab_run_and_its_twin_train_on_an_upload():
+    from clipviz.app.lab import LabRun, twin_config
+
+    chosen = choose_columns(read_upload(make_csv(100, seed=4)))
+    config = TrainConfig(clip_mode="norm", epochs=2)
+    run = LabRun(config, twin_config(config), dataset=chosen.dataset(config.target_scaling))
+    run.step(200)
+    assert all(t.data.uploaded and t.model.n_inputs == 3 for t in run.trainers)
+    # Same data, same init, same batches: the first loss of the twins agrees.
+    first = [t.records()["loss"][0] for t in run.trainers]
+    assert first[0] == first[1]

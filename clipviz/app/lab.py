@@ -48,6 +48,7 @@ from clipviz.engine.config import (
     format_value,
     parse_value,
 )
+from clipviz.engine.data import Dataset
 from clipviz.engine.trainer import Explosion, Trainer, TwinRun
 from clipviz.figures.style import run_colour
 from clipviz.figures.training import FAINT, RunTrace
@@ -207,13 +208,19 @@ class LabRun:
     an exploded trainer stops while its twin goes on.
     """
 
-    def __init__(self, config: TrainConfig, twin: TrainConfig | None = None):
+    def __init__(
+        self, config: TrainConfig, twin: TrainConfig | None = None, dataset: Dataset | None = None
+    ):
+        """``dataset``: train on it instead of the data ``config`` names (an uploaded CSV,
+        ``clipviz.engine.data.UploadedData.dataset(config.target_scaling)``); both
+        runs of a twin train on it."""
         self.config = config
         self.twin_config = twin
+        self.dataset = dataset
         if twin is None:
-            self.trainers = [Trainer(config)]
+            self.trainers = [Trainer(config, dataset=dataset)]
         else:
-            pair = TwinRun(config, twin)
+            pair = TwinRun(config, twin, dataset=dataset)
             self.trainers = [pair.primary, pair.twin]
 
     def close(self) -> None:
