@@ -165,6 +165,8 @@ if session.shows_last_good:
 st.success(page.summary_text(diagnosis, current.loaded.name), icon=":material/check_circle:")
 for note in diagnosis.notes:
     st.caption(page.problem_text(note))
+if (clipping := page.clipping_text(diagnosis)) is not None:
+    st.caption(clipping)
 
 metric_cols = st.columns(5)
 metric_cols[0].metric("Steps", f"{diagnosis.steps:,}")
@@ -200,9 +202,10 @@ with spikes_col:
         "mean and spread, which the first steps (the warm-up) start."
     )
     st.latex(
-        r"z_t = \frac{g_t - \mu_{t-1}}{\sigma_{t-1} + \epsilon}, \quad "
-        r"\mu_t = \alpha\,\mu_{t-1} + (1-\alpha)\,\tilde g_t, \quad "
-        r"\sigma_t^2 = \alpha\,\sigma_{t-1}^2 + (1-\alpha)\,(\tilde g_t - \mu_t)^2"
+        r"z_t = \frac{g_t - \mu_{t-1}}{\sigma_{t-1} + \epsilon}, \qquad "
+        r"\begin{aligned} \mu_t &= \alpha\,\mu_{t-1} + (1-\alpha)\,\tilde g_t \\ "
+        r"\sigma_t^2 &= \alpha\,\sigma_{t-1}^2 + (1-\alpha)\,(\tilde g_t - \mu_t)^2 "
+        r"\end{aligned}"
     )
     st.caption(
         f"A spike is z above {z:g}; the averages then take in the norm ZClip would have clipped "

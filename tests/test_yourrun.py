@@ -316,3 +316,25 @@ def test_diagnose_bad_column_names_exit_2(tmp_path, capsys):
     path.write_bytes(log_csv(quiet_norms(30)))
     assert main(["diagnose", str(path), "--norm-column", "nope"]) == 2
     assert "there is no column 'nope'" in capsys.readouterr().err
+
+
+# ---- the figures ---------------------------------------------------------------------------
+
+
+def test_the_figures_draw_the_diagnosis():
+    from clipviz.figures import yourrun as figures
+
+    norms = quiet_norms()
+    norms[119] = 10.0
+    result = diagnosed(log_csv(norms, loss=np.linspace(5, 1, norms.size)))
+    fig = figures.norm_figure(result)
+    assert fig.layout.yaxis.type == "log"
+    spikes = next(t for t in fig.data if t.name.startswith("spike ("))
+    assert list(spikes.x) == [120] and list(spikes.y) == [10.0]
+    assert any(t.name == "loss" for t in fig.data)
+    hist = figures.distribution_figure(result)
+    assert hist.layout.xaxis.type == "log"
+    edges, counts = figures.log_bins(result.log.grad_norm)
+    assert counts.sum() == norms.size  # every (finite, positive) norm is in a bin
+    lines = sorted(shape.x0 for shape in hist.layout.shapes)
+    assert lines == sorted(t.threshold for t in result.thresholds)

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from clipviz.app.urlkeys import plain_markdown
 from clipviz.lessons import yourrun
 from clipviz.lessons.yourrun import ColumnMap, LogFile, RunDiagnosis, RunLog, SpikeRule
@@ -126,6 +128,28 @@ def summary_text(diagnosis: RunDiagnosis, name: str) -> str:
     return (
         f"**{plain_markdown(name)}**: {diagnosis.steps:,} steps, read as a "
         f"{plain_markdown(log.source)} log ({', '.join(parts)}{run})."
+    )
+
+
+def clipping_text(diagnosis: RunDiagnosis) -> str | None:
+    """What the log says about its own clipping, when it says anything."""
+    extra = diagnosis.log.extra
+    parts = []
+    if "clipped" in extra:
+        share = float(np.mean(extra["clipped"] > 0))
+        parts.append(f"your run clipped {share:.1%} of its steps")
+    threshold = extra.get("clip_threshold")
+    if threshold is not None and np.isfinite(threshold).any():
+        values = np.unique(threshold[np.isfinite(threshold)])
+        shown = (
+            f"{values[0]:.4g}" if values.size == 1 else f"{values.min():.4g}..{values.max():.4g}"
+        )
+        parts.append(f"at a threshold of {shown}")
+    if not parts:
+        return None
+    return (
+        "According to the log, " + " ".join(parts) + ". The norms here are the ones before "
+        "clipping, so the suggestions below can sit far above the threshold you used."
     )
 
 

@@ -23,6 +23,12 @@ The costs are counted, not timed, so a check never depends on the machine:
   loss of the initial weights on the training and test sets). It bounds what
   opening a link costs before the learner presses anything.
 
+An MLP's counts use its data's shape: the shipped data sets' are declared
+here (``DATA_SHAPES``), and an uploaded CSV's own rows and columns are passed
+in (``cost_of(config, shape)``), so a large upload with many epochs is refused
+like any other too-large setting. The upload limits themselves (file size,
+rows, columns) and the limits of a gradient-norm log are declared here too.
+
 The limits leave every preset, the reference experiment and the default
 sweeps well inside (``tests/test_budget.py``). Measured on this project's
 2-core machines, a run at the ``MAX_RUN_MACS`` limit takes about half a minute, a

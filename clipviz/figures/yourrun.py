@@ -67,6 +67,20 @@ def norm_figure(diagnosis: RunDiagnosis, *, height: int = 520) -> go.Figure:
         row=1,
         col=1,
     )
+    threshold = log.extra.get("clip_threshold")
+    if threshold is not None and np.isfinite(threshold).any():
+        fig.add_trace(
+            go.Scattergl(
+                x=steps[keep],
+                y=finite_or_nan(threshold[keep]),
+                mode="lines",
+                line={"color": THRESHOLD, "width": 1.5, "dash": "dash"},
+                name="your clip threshold",
+                hovertemplate="step %{x}<br>clip threshold %{y:.6g}<extra></extra>",
+            ),
+            row=1,
+            col=1,
+        )
     spikes = diagnosis.spikes
     line = spikes.mean + spikes.rule.z * spikes.std
     shown = keep[np.isfinite(line[keep])]
@@ -99,31 +113,47 @@ def norm_figure(diagnosis: RunDiagnosis, *, height: int = 520) -> go.Figure:
             row=1,
             col=1,
         )
+    # Each sign's first step: a dashed line, numbered as the page lists the signs.
+    # Signs often come in a burst at the end of a run, so the numbers are stacked.
     for number, finding in enumerate(diagnosis.findings, start=1):
         fig.add_vline(
             x=finding.step,
             line={"color": THRESHOLD, "width": 1, "dash": "dash"},
-            annotation={
-                "text": f"sign {number}",
-                "font": {"size": 11, "color": THRESHOLD},
-                "textangle": -90,
-                "yanchor": "top",
-            },
-            annotation_position="top left",
             row=1,
             col=1,
+        )
+        fig.add_annotation(
+            x=finding.step,
+            y=1.0,
+            xref="x",
+            yref="y domain",
+            text=f"<b>{number}</b>",
+            showarrow=False,
+            xanchor="right",
+            yanchor="top",
+            yshift=-16 * (number - 1),
+            font={"size": 11, "color": THRESHOLD},
+            hovertext=f"sign {number} from step {finding.step}: {finding.sign.title}",
         )
     if diagnosis.exploded_at is not None:
         fig.add_vline(
             x=diagnosis.exploded_at,
             line={"color": run_colour(False), "width": 2},
-            annotation={
-                "text": f"not finite from step {diagnosis.exploded_at}",
-                "font": {"size": 11},
-            },
-            annotation_position="top right",
             row=1,
             col=1,
+        )
+        fig.add_annotation(
+            x=diagnosis.exploded_at,
+            y=0.0,
+            xref="x",
+            yref="y domain",
+            text=f"not finite from step {diagnosis.exploded_at}",
+            showarrow=False,
+            xanchor="right",
+            yanchor="bottom",
+            xshift=-4,
+            font={"size": 11, "color": run_colour(False)},
+            bgcolor="rgba(255,255,255,0.8)",
         )
     fig.update_yaxes(
         type="log", title_text="gradient norm (L2)", exponentformat="power", row=1, col=1
@@ -138,7 +168,7 @@ def norm_figure(diagnosis: RunDiagnosis, *, height: int = 520) -> go.Figure:
                 y=loss[loss_keep],
                 mode="lines",
                 line={"color": NEUTRAL, "width": 1.2},
-                name=f"loss ({log.mapping.loss})",
+                name="loss" if log.mapping.loss == "loss" else f"loss ({log.mapping.loss})",
                 hovertemplate="step %{x}<br>loss %{y:.6g}<extra></extra>",
             ),
             row=2,
@@ -152,7 +182,10 @@ def norm_figure(diagnosis: RunDiagnosis, *, height: int = 520) -> go.Figure:
             row=2,
             col=1,
         )
-    fig.update_xaxes(title_text=f"step ({log.mapping.step})", row=rows, col=1)
+    step_name = log.mapping.step
+    fig.update_xaxes(
+        title_text="step" if step_name.lower() == "step" else f"step ({step_name})", row=rows, col=1
+    )
     base_layout(fig, height=height)
     fig.update_layout(hovermode="closest", uirevision=norm_name)
     return fig
@@ -191,15 +224,22 @@ def distribution_figure(diagnosis: RunDiagnosis, *, height: int = 340) -> go.Fig
             "<extra></extra>",
         )
     )
-    for t in diagnosis.thresholds:
-        fig.add_vline(
-            x=t.threshold,
-            line={"color": THRESHOLD, "width": 1, "dash": "dash"},
-            annotation={
-                "text": f"p{t.percentile:g}",
-                "font": {"size": 11, "color": THRESHOLD},
-            },
-            annotation_position="top",
+    for i, t in enumerate(diagnosis.thresholds):
+        fig.add_vline(x=t.threshold, line={"color": THRESHOLD, "width": 1, "dash": "dash"})
+        fig.add_annotation(
+            # On a log axis an annotation's x is the exponent.
+            x=math.log10(t.threshold) if t.threshold > 0 else 0.0,
+            y=1.0,
+            xref="x",
+            yref="y domain",
+            text=f"p{t.percentile:g}",
+            showarrow=False,
+            xanchor="left",
+            yanchor="top",
+            yshift=-14 * (i % 3),  # neighbouring percentiles often sit close together
+            font={"size": 11, "color": THRESHOLD},
+            hovertext=f"{t.percentile:g}th percentile: {t.threshold:.4g}, "
+            f"clips {t.clipped_fraction:.1%} of the steps",
         )
     base_layout(fig, height=height)
     fig.update_xaxes(type="log", title_text="gradient norm (L2), log scale", exponentformat="power")
