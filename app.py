@@ -42,6 +42,9 @@ PAGES = [
         icon=":material/build:",
         url_path="in_practice",
     ),
+    st.Page(
+        "pages/your_run.py", title="Your run", icon=":material/upload_file:", url_path="your_run"
+    ),
 ]
 
 st.navigation(PAGES, position="sidebar").run()

@@ -1,4 +1,4 @@
-"""The command line: ``python -m clipviz {reproduce,train,worked,sweep,bench}``.
+"""The command line: ``python -m clipviz {reproduce,train,worked,sweep,bench,diagnose}``.
 
 Every subcommand prints a readable table, or one JSON document with
 ``--json``. Bad arguments exit with status 2 and a one-line message naming
@@ -111,6 +111,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=_positive_int("--repeats", 1, 100), default=5)
     p.add_argument(
         "--keras", action="store_true", help="also time Keras 3 (torch backend) on the same fit"
+    )
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser(
+        "diagnose",
+        help="signs, spikes and suggested clip thresholds of your own gradient-norm log (CSV)",
+    )
+    p.add_argument("file", help="a CSV with a step column and a gradient-norm column")
+    for role, what in (
+        ("step", "the step number"),
+        ("norm", "the gradient norm (before clipping)"),
+        ("loss", "the loss"),
+    ):
+        p.add_argument(
+            f"--{role}-column",
+            f"--{role}_column",
+            dest=f"{role}_column",
+            default=None,
+            help=f"the column holding {what} (default: guessed from the header)",
+        )
+    p.add_argument("--run", default=None, help="the run to read, in a file of several")
+    p.add_argument(
+        "--steps-per-epoch",
+        "--steps_per_epoch",
+        dest="steps_per_epoch",
+        type=_positive_int("--steps-per-epoch", 1, 10_000_000),
+        default=None,
+        help="steps in an epoch, for the signs judged per epoch (default: from an epoch column)",
     )
     p.add_argument("--json", action="store_true")
     return parser
@@ -406,10 +434,128 @@ def summary_table(result: sweep.SweepResult) -> str:
     )
 
 
+# ---- diagnose -------------------------------------------------------------------
+
+
+def cmd_diagnose(args) -> str:
+    import os
+
+    from clipviz.engine import budget
+    from clipviz.engine.csvtable import size_text
+    from clipviz.lessons import yourrun
+
+    path = args.file
+    try:
+        size = os.path.getsize(path)
+        if size > budget.MAX_LOG_FILE_BYTES:
+            raise UsageError(
+                f"{path}: the file is {size_text(size)}, above the limit of "
+                f"{size_text(budget.MAX_LOG_FILE_BYTES)}"
+            )
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise UsageError(f"{path}: is a folder, not a file") from None
+    except OSError as error:
+        raise UsageError(f"{path}: cannot be read ({error.strerror or error})") from None
+    log = yourrun.read_log(
+        data, filename=os.path.basename(path), max_bytes=budget.MAX_LOG_FILE_BYTES
+    )
+    if isinstance(log, list):
+        raise UsageError(f"{path}: {log[0]}")
+    mapping = log.guess
+    if args.step_column or args.norm_column or args.loss_column:
+        guess = mapping or yourrun.ColumnMap("", "")
+        mapping = yourrun.ColumnMap(
+            args.step_column or guess.step,
+            args.norm_column or guess.grad_norm,
+            args.loss_column or guess.loss,
+        )
+        if not mapping.step or not mapping.grad_norm:
+            missing = "--norm-column" if not mapping.grad_norm else "--step-column"
+            raise UsageError(f"{path}: no column could be guessed; name it with {missing}")
+    chosen = yourrun.select(log, mapping, args.run)
+    if isinstance(chosen, list):
+        raise UsageError(f"{path}: {chosen[0]}")
+    result = yourrun.diagnose(chosen, steps_per_epoch=args.steps_per_epoch)
+    if args.json:
+        return _json(result.as_dict())
+    return diagnosis_table(result, path)
+
+
+def _norm(value: float) -> str:
+    """A gradient norm for the table: 0.0123, 2.5, 8,451, 4.78e+06."""
+    if not math.isfinite(value) or abs(value) >= 1e6:
+        return f"{value:.3g}"
+    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"
+
+
+def diagnosis_table(result, path: str) -> str:
+    """``diagnose``'s readable report."""
+    log, columns = result.log, result.log.mapping
+    what = f"gradient norm {columns.grad_norm!r}, step {columns.step!r}"
+    what += f", loss {columns.loss!r}" if columns.loss else ", no loss"
+    lines = [f"{path}: {result.steps:,} steps ({log.source} log; {what})"]
+    if log.run is not None:
+        lines.append(f"run: {log.run}")
+    if result.exploded_at is not None:
+        lines.append(
+            f"exploded at step {result.exploded_at}: the loss or the norm is no longer finite"
+        )
+    lines.append("")
+    if result.findings:
+        lines.append("Signs of exploding gradients")
+        lines.append(
+            table(
+                ["step", "sign", "detail"],
+                [[f.step, f.sign.title, f.detail] for f in result.findings],
+            )
+        )
+    else:
+        lines.append("Signs of exploding gradients: none found")
+    rule = result.spikes.rule
+    spikes = result.spikes.steps
+    lines.append("")
+    lines.append(
+        f"Spikes: {len(spikes)} (z-score above {rule.z:g} against a moving mean and spread, "
+        f"alpha {rule.alpha:g}, after a warm-up of {rule.warmup} steps, as ZClip sees them)"
+    )
+    if spikes:
+        shown = ", ".join(str(s) for s in spikes[:30])
+        lines.append(
+            f"  at steps {shown}" + (f" and {len(spikes) - 30} more" if len(spikes) > 30 else "")
+        )
+    lines.append("")
+    lines.append(
+        "Gradient norm percentiles: "
+        + ", ".join(f"{p}th {_norm(v)}" for p, v in result.percentiles.items())
+    )
+    lines.append("")
+    lines.append(
+        "Suggested clip thresholds (a percentile of your norms; the steps it would have clipped)"
+    )
+    lines.append(
+        table(
+            ["threshold", "percentile", "steps clipped"],
+            [
+                [_norm(t.threshold), f"{t.percentile:g}th", f"{t.clipped_fraction:.1%}"]
+                for t in result.thresholds
+            ],
+        )
+    )
+    if result.notes:
+        lines.append("")
+        lines += [f"note: {n}" for n in result.notes]
+    return "\n".join(lines)
+
+
 COMMANDS = {
     "reproduce": cmd_reproduce,
     "train": cmd_train,
     "worked": cmd_worked,
     "sweep": cmd_sweep,
     "bench": cmd_bench,
+    "diagnose": cmd_diagnose,
 }

@@ -122,6 +122,11 @@ MAP = [
         "In practice",
         "The clipping mistakes practitioners make, each run live in real PyTorch.",
     ),
+    (
+        "pages/your_run.py",
+        "Your run",
+        "Upload your own run's gradient norms: signs, spikes, thresholds.",
+    ),
 ]
 
 

@@ -57,6 +57,10 @@ RUN_CONFIGS = {
         clip_value=1.0,
         epochs=2,
     ),
+    "mlp_diabetes": TrainConfig(data="diabetes", clip_mode="norm", epochs=2),
+    "mlp_friedman_standardized": TrainConfig(
+        data="friedman", target_scaling="standardize", epochs=2
+    ),
     "rnn_digits_per_tensor": TrainConfig(
         network="rnn",
         task="digits",
@@ -271,3 +275,65 @@ def test_keras_script_runs_when_keras_is_installed(script_runs):
         pytest.skip(f"keras cannot start here: {run.stderr.strip().splitlines()[-1]}")
     assert run.returncode == 0, run.stderr[-2000:]
     assert "final: train" in run.stdout
+
+
+# ---- shipped data sets and your own upload --------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "data", ["reference", "diabetes", "friedman", "regression_noisy", "regression_large"]
+)
+def test_scripts_build_each_shipped_data_set_as_the_lab_does(data):
+    """The script's data code, run on its own, gives the Lab's tensors."""
+    from clipviz.app.export import _data_code
+    from clipviz.engine.data import mlp_dataset
+
+    config = TrainConfig(data=data, target_scaling="standardize")
+    scope: dict = {"np": np, "TARGET_SCALING": config.target_scaling}
+    exec(_data_code(config), scope)
+    lab = mlp_dataset(data, config.target_scaling)
+    for name, tensor in (("x_train", lab.x_train), ("x_test", lab.x_test)):
+        np.testing.assert_array_equal(np.asarray(scope[name], dtype=np.float32), tensor.numpy())
+    np.testing.assert_array_equal(
+        np.asarray(scope["y_test"], dtype=np.float32), lab.y_test[:, 0].numpy()
+    )
+
+
+def uploaded(tmp_path, filename="my data (1).csv"):
+    from clipviz.engine.data import choose_columns, read_upload
+
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(120, 3)) * [1, 20, 300]
+    y = x @ [2.0, -0.1, 0.01] + 50 + rng.normal(scale=0.5, size=120)
+    text = "note;a;b;c;target\n" + "".join(
+        f"r{i};{x[i, 0]:.6g};{x[i, 1]:.6g};{x[i, 2]:.6g};{y[i]:.6g}\n" for i in range(120)
+    )
+    raw = text.encode()
+    return raw, choose_columns(read_upload(raw), "target", ["c", "a"], filename=filename)
+
+
+def test_an_uploaded_runs_script_reads_the_file_and_matches_the_lab(tmp_path):
+    from clipviz.app.export import share_note, upload_filename
+
+    raw, upload = uploaded(tmp_path)
+    assert upload_filename(upload) == "my data _1_.csv"
+    (tmp_path / upload_filename(upload)).write_bytes(raw)
+    config = TrainConfig(target_scaling="standardize", clip_mode="norm", epochs=3)
+    source = pytorch_script(config, upload)
+    assert "It trained on data you uploaded to clipviz (my data _1_.csv)" in source
+    assert "in neither this script nor the link" in source
+    compile(keras_script(config, upload), "<keras>", "exec")
+    script = tmp_path / "run.py"
+    script.write_text(source)
+    code, out, err = _finish(_start([str(script)], tmp_path))
+    assert code == 0, err[-2000:]
+    trainer = Trainer(config, dataset=upload.dataset(config.target_scaling)).run()
+    epochs = trainer.epoch_records()
+    np.testing.assert_allclose(
+        np.array(epoch_losses(out)),
+        np.column_stack([epochs["train_loss"], epochs["test_loss"]]),
+        rtol=1e-4,
+    )
+    note = share_note(upload)
+    assert "uploaded (my data _1_.csv)" in note and "cannot carry an upload" in note
+    assert share_note(None) is None

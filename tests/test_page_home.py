@@ -22,6 +22,7 @@ PAGES = (
     "cliff",
     "stability_map",
     "in_practice",
+    "your_run",
 )
 CLAIMS = {
     f"{item.title}: {link.label}": link

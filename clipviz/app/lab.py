@@ -47,6 +47,7 @@ from clipviz.engine.config import (
     TrainConfig,
     format_value,
 )
+from clipviz.engine.data import Dataset
 from clipviz.engine.labstate import (
     CUSTOM,
     LabState,
@@ -199,12 +200,18 @@ class LabRun:
     an exploded trainer stops while its twin goes on.
     """
 
-    def __init__(self, config: TrainConfig, twin: TrainConfig | None = None):
+    def __init__(
+        self, config: TrainConfig, twin: TrainConfig | None = None, dataset: Dataset | None = None
+    ):
+        """``dataset``: train on it instead of the data ``config`` names (an uploaded CSV,
+        ``clipviz.engine.data.UploadedData.dataset(config.target_scaling)``); both
+        runs of a twin train on it."""
         self.config = config
         self.twin_config = twin
         if twin is not None and (twin.seed, twin.batch_size) != (config.seed, config.batch_size):
             raise ValueError("a twin must share the seed and batch size to see the same batches")
-        self.trainers = [Trainer(c) for c in (config, twin) if c is not None]
+        self.dataset = dataset
+        self.trainers = [Trainer(c, dataset=dataset) for c in (config, twin) if c is not None]
 
     def close(self) -> None:
         """Let go of the trainers (and their tensors) now, not at the next full GC.

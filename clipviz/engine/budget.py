@@ -23,6 +23,12 @@ The costs are counted, not timed, so a check never depends on the machine:
   loss of the initial weights on the training and test sets). It bounds what
   opening a link costs before the learner presses anything.
 
+An MLP's counts use its data's shape: the shipped data sets' are declared
+here (``DATA_SHAPES``), and an uploaded CSV's own rows and columns are passed
+in (``cost_of(config, shape)``), so a large upload with many epochs is refused
+like any other too-large setting. The upload limits themselves (file size,
+rows, columns) and the limits of a gradient-norm log are declared here too.
+
 The limits leave every preset, the reference experiment and the default
 sweeps well inside (``tests/test_budget.py``). Measured on this project's
 2-core machines, a run at the ``MAX_RUN_MACS`` limit takes about half a minute, a
@@ -44,11 +50,44 @@ MAX_RUN_MACS = 3e11  # a whole run's multiply-adds (time)
 MAX_OPEN_MACS = 2e9  # the evaluations before the first step (time to open)
 MAX_SWEEP_MACS = 4e11  # a whole stability map, every network together (time)
 MAX_SWEEP_STEP_ELEMENTS = 8_000_000  # one batched step of many lanes (memory)
-MAX_UPLOAD_BYTES = 5 * 2**20  # one uploaded file
+MAX_UPLOAD_BYTES = 5 * 2**20  # one uploaded file (.streamlit/config.toml: maxUploadSize = 5 MB)
 
-# Reference-data shapes the counts need, without building the data.
-MLP_FEATURES = 20
-MLP_EXAMPLES = 500 + 500  # make_regression: 500 training and 500 test rows
+# Your own data (a CSV uploaded to the Lab). The rows bound the steps of an epoch
+# and the evaluations; the columns bound the input layer; the product bounds what
+# a session holds in memory (20,000 x 100 numbers = 16 MB as float64, once).
+MIN_DATA_ROWS = 20  # at least 10 rows to train on and 10 to test on
+MAX_DATA_ROWS = 20_000
+MAX_DATA_COLUMNS = 100
+
+# A gradient-norm log (/your_run, ``python -m clipviz diagnose``). The page reads
+# uploads (MAX_UPLOAD_BYTES); the command line reads files up to MAX_LOG_FILE_BYTES.
+MIN_LOG_STEPS = 2
+MAX_LOG_STEPS = 1_000_000
+MAX_LOG_COLUMNS = 1_000
+MAX_LOG_CELLS = 20_000_000  # rows x columns, 160 MB as float64
+MAX_LOG_FILE_BYTES = 64 * 2**20
+
+
+@dataclass(frozen=True)
+class DataShape:
+    """What the counts need to know about an MLP's data: inputs and rows."""
+
+    features: int
+    n_train: int
+    n_test: int
+
+
+# The shipped MLP data sets' shapes (``clipviz.engine.data``; tests/test_data.py
+# checks them against the real data), so a config is costed without building them.
+DATA_SHAPES = {
+    "reference": DataShape(20, 500, 500),  # make_regression, 500 + 500 rows
+    "diabetes": DataShape(10, 221, 221),  # scikit-learn's 442 patients
+    "friedman": DataShape(10, 500, 500),
+    "regression_noisy": DataShape(20, 500, 500),
+    "regression_large": DataShape(20, 500, 500),
+}
+MLP_FEATURES = DATA_SHAPES["reference"].features
+MLP_EXAMPLES = DATA_SHAPES["reference"].n_train + DATA_SHAPES["reference"].n_test
 RECURRENT_TEST = 256
 DIGITS_ROWS, DIGITS_FEATURES, DIGITS_CLASSES, DIGITS_TRAIN_MAX, DIGITS_TEST = 8, 8, 10, 1000, 797
 BACKWARD_FACTOR = 3  # a training step: forward + backward is about 3 forward passes
@@ -73,9 +112,14 @@ def _recurrent_shape(config: TrainConfig) -> tuple[int, int, int, int, int]:
     return config.seq_len, 2, 1, config.n_train, RECURRENT_TEST
 
 
-def cost_of(config: TrainConfig) -> Cost:
-    """The counted cost of one run of ``config`` (one lane)."""
-    steps = config.total_steps_estimate()
+def cost_of(config: TrainConfig, shape: DataShape | None = None) -> Cost:
+    """The counted cost of one run of ``config`` (one lane).
+
+    ``shape`` is the MLP's data when it is not the shipped set ``config.data``
+    names (an uploaded CSV); recurrent tasks ignore it.
+    """
+    shape = shape or DATA_SHAPES[config.data]
+    steps = config.total_steps_estimate(None if config.is_recurrent else shape.n_train)
     if config.is_recurrent:
         T, n_in, n_out, n_train, n_test = _recurrent_shape(config)
         H = config.hidden_size
@@ -86,10 +130,10 @@ def cost_of(config: TrainConfig) -> Cost:
         examples = n_train + n_test
     else:
         w, d = config.width, config.depth
-        parameters = MLP_FEATURES * w + (d - 1) * w * w + d * w + w + 1
+        parameters = shape.features * w + (d - 1) * w * w + d * w + w + 1
         example_macs = parameters
         step_elements = config.batch_size * d * w
-        examples = MLP_EXAMPLES
+        examples = shape.n_train + shape.n_test
     open_macs = float(examples) * example_macs
     run_macs = (
         float(steps) * config.batch_size * example_macs * BACKWARD_FACTOR
@@ -103,9 +147,9 @@ def _big(x: float) -> str:
     return f"{x:,.0f}" if x < 1e6 else f"{x:.2g}"
 
 
-def problems_of(config: TrainConfig) -> list[tuple[str, str]]:
-    """(key to blame, one-line reason) for each limit ``config`` goes over."""
-    cost = cost_of(config)
+def problems_of(config: TrainConfig, shape: DataShape | None = None) -> list[tuple[str, str]]:
+    """(key to blame, one-line reason) for each limit ``config`` goes over (on ``shape``'s data)."""
+    cost = cost_of(config, shape)
     found = []
     if config.is_recurrent:
         step_what, step_key = "batch x sequence length x hidden units", "batch_size"

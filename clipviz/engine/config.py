@@ -26,6 +26,8 @@ TARGET_SCALINGS = ("none", "standardize", "normalize")
 CLIP_MODES = ("none", "norm", "norm_per_tensor", "value", "norm_value", "layerwise_value")
 ACTIVATIONS = ("relu", "tanh")
 TASKS = ("adding", "digits")
+# The MLP's shipped data sets (clipviz.engine.data); "reference" is the tutorial's.
+DATA_SETS = ("reference", "diabetes", "friedman", "regression_noisy", "regression_large")
 
 # Bounds keep one session's work bounded on a shared 2-core machine.
 MAX_STEPS = 200_000
@@ -244,6 +246,19 @@ class TrainConfig:
         ),
     )
     # Data
+    data: str = field(
+        default="reference",
+        metadata=_meta(
+            str,
+            "data set (MLP)",
+            DATA_SETS,
+            label="Data set",
+            group="data",
+            relevant=_mlp,
+            hint="reference: the tutorial's make_regression problem; the others ship with "
+            "scikit-learn or are generated, offline.",
+        ),
+    )
     target_scaling: str = field(
         default="none",
         metadata=_meta(
@@ -451,17 +466,26 @@ class TrainConfig:
             parts.append(f"clip value {self.clip_value:g} / output {self.clip_value_output:g}")
         if self.target_scaling != "none" and "target_scaling" in self.relevant_keys():
             parts.append(f"{self.target_scaling}d target")
+        if self.network == "mlp" and self.data != "reference":
+            parts.append(f"{self.data} data")
         return ", ".join(parts)
 
     # ---- validation ----------------------------------------------------
-    def problems(self) -> list[ConfigProblem]:
-        """Every way this config is invalid (empty when it is valid)."""
+    def problems(self, *, data_shape: budget.DataShape | None = None) -> list[ConfigProblem]:
+        """Every way this config is invalid (empty when it is valid).
+
+        ``data_shape`` is the MLP's data when it is not the shipped set
+        ``data`` names: an uploaded CSV is costed by its own rows and columns.
+        """
         found = []
         for f in fields(self):
             message = _check_value(f, getattr(self, f.name))
             if message:
                 found.append(ConfigProblem(f.name, message))
-        steps = self.total_steps_estimate()
+        if any(p.key == "data" for p in found):
+            return found  # the budget below needs a known data set
+        shape = None if self.is_recurrent else data_shape
+        steps = self.total_steps_estimate(shape.n_train if shape else None)
         if steps > MAX_STEPS:
             found.append(
                 ConfigProblem(
@@ -470,7 +494,7 @@ class TrainConfig:
             )
         # The work and memory budget (clipviz.engine.budget): products of fields that
         # each field's own bounds cannot see.
-        found += [ConfigProblem(key, message) for key, message in budget.problems_of(self)]
+        found += [ConfigProblem(key, message) for key, message in budget.problems_of(self, shape)]
         if self.is_recurrent and self.tbptt >= self.sequence_length:
             found.append(
                 ConfigProblem(
@@ -479,19 +503,21 @@ class TrainConfig:
             )
         return found
 
-    def validated(self) -> TrainConfig:
+    def validated(self, *, data_shape: budget.DataShape | None = None) -> TrainConfig:
         """Return self, or raise ``ConfigError`` naming every problem."""
-        found = self.problems()
+        found = self.problems(data_shape=data_shape)
         if found:
             raise ConfigError(found)
         return self
 
-    def total_steps_estimate(self) -> int:
-        n_train = 500 if self.network == "mlp" else self.n_train
-        if self.network != "mlp" and self.task == "digits":
-            n_train = min(self.n_train, 1000)
-        batch = max(1, self.batch_size)
-        return max(1, self.epochs) * math.ceil(n_train / batch)
+    def total_steps_estimate(self, n_train: int | None = None) -> int:
+        """Optimizer steps of the whole run; ``n_train`` overrides the MLP's training rows."""
+        if self.network == "mlp":
+            shape = budget.DATA_SHAPES.get(self.data, budget.DATA_SHAPES["reference"])
+            n_train = n_train or shape.n_train
+            return max(1, self.epochs) * math.ceil(n_train / max(1, self.batch_size))
+        n_train = min(self.n_train, 1000) if self.task == "digits" else self.n_train
+        return max(1, self.epochs) * math.ceil(n_train / max(1, self.batch_size))
 
     # ---- round trips ---------------------------------------------------
     def to_params(

@@ -1,10 +1,27 @@
-"""Data sets, generated offline, and target scaling.
+"""Data sets, generated offline, your own CSV, and target scaling.
 
 * ``reference_regression``: the tutorial's problem, scikit-learn's
   ``make_regression(n_samples=1000, n_features=20, noise=0.1, random_state=1)``,
   first 500 rows for training and the last 500 for testing. Its target spans
   about -440..580 (its rows 1..500 train, -415..552), which is what makes the unscaled
   MLP explode.
+* The MLP's other shipped data sets (``TrainConfig.data``, ``MLP_DATA``), all
+  offline: scikit-learn's diabetes table (442 patients, 10 measurements, a
+  disease-progression score of 25..346), Friedman's (1991) benchmark #1, and
+  two variants of the reference problem, one with noise 20 instead of 0.1
+  and one whose target is ten times larger.
+* Your own data: ``read_upload`` reads an uploaded CSV into a table,
+  ``choose_columns`` picks the target and feature columns, and
+  ``UploadedData.dataset`` makes it a ``Dataset`` any ``Trainer`` takes
+  (``uploaded_dataset`` does all three). Uploads live only in the caller's
+  memory: nothing here writes them anywhere or caches them.
+
+Every MLP data set is split the reference's way: the first half of the rows
+(in file order) train, the rest test. Inputs that are not standard normal by
+construction (diabetes, Friedman, uploads) are standardized with the training
+rows' mean and standard deviation, so the input scale is not what decides
+whether a run explodes; the target is left alone unless ``target_scaling``
+says otherwise, exactly as for the reference.
 * ``adding_problem``: Hochreiter & Schmidhuber (1997). Each time step carries a
   random value in [0, 1] and a marker; exactly two steps are marked and the
   target is the sum of their values. The sequence length is a setting, which
@@ -19,13 +36,17 @@ scaled units back to the original units (MSE scales with the square).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from clipviz.engine.config import TrainConfig
+from clipviz.engine import budget
+from clipviz.engine.config import ConfigProblem, TrainConfig
+from clipviz.engine.csvtable import FLOAT32_MAX, CsvTable, read_csv, size_text
 
 
 @dataclass(frozen=True)
@@ -71,6 +92,13 @@ class Dataset:
     y_test: torch.Tensor
     scaler: TargetScaler
     n_outputs: int
+    uploaded: bool = False  # someone's own CSV: no link or script can carry it
+    source: str = ""  # where it came from: the uploaded file's name, or the data set's
+
+    @property
+    def shape(self) -> budget.DataShape:
+        """Inputs and rows, as the work budget counts them."""
+        return budget.DataShape(self.n_features, self.n_train, int(self.x_test.shape[0]))
 
     @property
     def target_scale(self) -> float:
@@ -119,11 +147,130 @@ def reference_arrays() -> tuple[np.ndarray, np.ndarray]:
 
 
 def reference_regression(target_scaling: str = "none") -> Dataset:
-    x, y = reference_arrays()
-    x_train, x_test, y_train, y_test = x[:500], x[500:], y[:500], y[500:]
-    scaler = TargetScaler.fit(target_scaling, y_train)
-    return _regression(
-        "reference", x_train, scaler.transform(y_train), x_test, scaler.transform(y_test), scaler
+    return mlp_dataset("reference", target_scaling)
+
+
+@dataclass(frozen=True)
+class MlpData:
+    """One of the MLP's shipped data sets: what it is, and how it is made."""
+
+    name: str  # TrainConfig.data
+    title: str
+    description: str  # one or two plain sentences for the Lab
+    standardize_inputs: bool  # False where the inputs are standard normal by construction
+
+
+MLP_DATA: dict[str, MlpData] = {
+    d.name: d
+    for d in (
+        MlpData(
+            "reference",
+            "make_regression (the tutorial's)",
+            "1,000 rows of 20 standard-normal inputs and a linear target spanning about "
+            "-400..400, with noise 0.1.",
+            False,
+        ),
+        MlpData(
+            "diabetes",
+            "diabetes (scikit-learn)",
+            "442 patients: age, sex, body-mass index, blood pressure and six blood serum "
+            "measurements; the target is a disease-progression score from 25 to 346 "
+            "(Efron et al. 2004).",
+            True,
+        ),
+        MlpData(
+            "friedman",
+            "Friedman #1 (generated)",
+            "1,000 rows of 10 uniform inputs, of which 5 matter, through "
+            "10 sin(pi x1 x2) + 20 (x3 - 0.5)^2 + 10 x4 + 5 x5, plus noise 1; "
+            "the target spans about 2..27 (Friedman 1991).",
+            True,
+        ),
+        MlpData(
+            "regression_noisy",
+            "make_regression, noisier",
+            "The reference inputs and coefficients with noise 20 instead of 0.1: no "
+            "network can get the test MSE much below 400.",
+            False,
+        ),
+        MlpData(
+            "regression_large",
+            "make_regression, target x10",
+            "The reference problem with the target ten times larger (about -4,000..4,000): "
+            "errors, and gradients, start a hundred times larger in MSE.",
+            False,
+        ),
+    )
+}
+
+
+@functools.lru_cache(maxsize=8)
+def mlp_arrays(name: str) -> tuple[np.ndarray, np.ndarray]:
+    """A shipped MLP data set's inputs X (n, features) and target y (n,), float64.
+
+    Cached: they are generated or loaded from scikit-learn's own files, and the
+    same for everyone (never user data).
+    """
+    from sklearn import datasets
+
+    if name == "reference":
+        return reference_arrays()
+    if name == "diabetes":
+        table = datasets.load_diabetes(scaled=False)
+        return table.data.astype(np.float64), table.target.astype(np.float64)
+    if name == "friedman":
+        return datasets.make_friedman1(n_samples=1000, n_features=10, noise=1.0, random_state=1)
+    if name == "regression_noisy":
+        # Same random_state: the inputs and the coefficients are the reference's.
+        return datasets.make_regression(n_samples=1000, n_features=20, noise=20.0, random_state=1)
+    if name == "regression_large":
+        x, y = reference_arrays()
+        return x, 10.0 * y
+    raise ValueError(f"unknown data set {name!r}; choose one of {', '.join(MLP_DATA)}")
+
+
+def split_rows(n: int) -> int:
+    """Training rows of an MLP data set of ``n`` rows: the first half, as for the reference."""
+    return n // 2
+
+
+def standardize_inputs(x: np.ndarray, n_train: int) -> np.ndarray:
+    """Inputs minus the training rows' mean, over their standard deviation (1 where constant)."""
+    mean = x[:n_train].mean(axis=0)
+    std = x[:n_train].std(axis=0)
+    return (x - mean) / np.where(std > 0, std, 1.0)
+
+
+def _split_regression(
+    name: str,
+    x: np.ndarray,
+    y: np.ndarray,
+    target_scaling: str,
+    *,
+    standardize: bool,
+    uploaded: bool = False,
+    source: str = "",
+) -> Dataset:
+    n_train = split_rows(len(x))
+    if standardize:
+        x = standardize_inputs(x, n_train)
+    scaler = TargetScaler.fit(target_scaling, y[:n_train])
+    data = _regression(
+        name,
+        x[:n_train],
+        scaler.transform(y[:n_train]),
+        x[n_train:],
+        scaler.transform(y[n_train:]),
+        scaler,
+    )
+    return dataclasses.replace(data, uploaded=uploaded, source=source or name)
+
+
+def mlp_dataset(name: str, target_scaling: str = "none") -> Dataset:
+    """A shipped MLP data set, split and scaled the reference's way (module docstring)."""
+    x, y = mlp_arrays(name)
+    return _split_regression(
+        name, x, y, target_scaling, standardize=MLP_DATA[name].standardize_inputs
     )
 
 
@@ -193,13 +340,13 @@ def digits_rows(n_train: int = 1000) -> Dataset:
 def dataset_for(config: TrainConfig) -> Dataset:
     """The data a config trains on (cached: the same config gives the same tensors)."""
     if config.network == "mlp":
-        return _cached_reference(config.target_scaling)
+        return _cached_mlp(config.data, config.target_scaling)
     return _cached_recurrent(config.task, config.seq_len, config.n_train, config.target_scaling)
 
 
-@functools.lru_cache(maxsize=8)
-def _cached_reference(target_scaling: str) -> Dataset:
-    return reference_regression(target_scaling)
+@functools.lru_cache(maxsize=16)
+def _cached_mlp(name: str, target_scaling: str) -> Dataset:
+    return mlp_dataset(name, target_scaling)
 
 
 @functools.lru_cache(maxsize=16)
@@ -221,3 +368,199 @@ def _regression(name, x_train, y_train, x_test, y_test, scaler) -> Dataset:
         scaler=scaler,
         n_outputs=1,
     )
+
+
+# ---- your own data: an uploaded CSV -------------------------------------------------
+
+
+def upload_limits_text() -> str:
+    """The upload rules in one sentence, for the page to state before anyone uploads."""
+    return (
+        f"A CSV file (UTF-8, comma-, semicolon- or tab-separated) of at most "
+        f"{size_text(budget.MAX_UPLOAD_BYTES)}, with a header row, "
+        f"{budget.MIN_DATA_ROWS:,} to {budget.MAX_DATA_ROWS:,} rows and at most "
+        f"{budget.MAX_DATA_COLUMNS:,} columns; the target and the features must be numbers "
+        "in every row. The first half of the rows trains, the second half tests."
+    )
+
+
+def read_upload(data: bytes) -> CsvTable | list[str]:
+    """An uploaded CSV as a table (to pick columns from), or its problems, one line each."""
+    table = read_csv(
+        data,
+        max_bytes=budget.MAX_UPLOAD_BYTES,
+        max_rows=budget.MAX_DATA_ROWS,
+        max_columns=budget.MAX_DATA_COLUMNS,
+    )
+    if isinstance(table, list):
+        return table
+    if len(table.columns) < 2:
+        return [
+            f"the file has only one column ({table.names[0]!r}): it needs a target column "
+            "and at least one feature column (is it separated by commas, semicolons or tabs?)"
+        ]
+    if table.n_rows < budget.MIN_DATA_ROWS:
+        return [
+            f"too few rows: {table.n_rows} rows of data, at least {budget.MIN_DATA_ROWS} are "
+            "needed (half to train on, half to test on)"
+        ]
+    return table
+
+
+def guess_columns(table: CsvTable) -> tuple[str, tuple[str, ...]]:
+    """(target, features) to start from: the last numeric column, and the other numeric ones."""
+    numeric = table.numeric_names
+    target = numeric[-1]
+    return target, tuple(n for n in numeric if n != target)
+
+
+@dataclass(frozen=True)
+class UploadedData:
+    """The chosen columns of an uploaded CSV, as numbers.
+
+    Kept only by the session that uploaded it (the Lab's session state); it
+    is never written to disk, and nothing caches it by content.
+    """
+
+    filename: str
+    target: str
+    features: tuple[str, ...]
+    x: np.ndarray  # (rows, features), float64, as in the file
+    y: np.ndarray  # (rows,), float64
+    target_index: int  # the columns' positions in the file, for the exported script
+    feature_indexes: tuple[int, ...]
+    delimiter: str
+    has_header: bool
+
+    @property
+    def n_rows(self) -> int:
+        return int(self.y.size)
+
+    @property
+    def shape(self) -> budget.DataShape:
+        n_train = split_rows(self.n_rows)
+        return budget.DataShape(len(self.features), n_train, self.n_rows - n_train)
+
+    def dataset(self, target_scaling: str = "none") -> Dataset:
+        """The ``Dataset`` a ``Trainer`` takes (``Trainer(config, dataset=...)``).
+
+        Split and scaled as every MLP data set (module docstring); the inputs
+        are standardized on the training rows.
+        """
+        return _split_regression(
+            "uploaded",
+            self.x,
+            self.y,
+            target_scaling,
+            standardize=True,
+            uploaded=True,
+            source=self.filename or "your CSV",
+        )
+
+    def describe(self) -> str:
+        """One line for the page: rows, split, features, the target's range."""
+        shape = self.shape
+        low, high = float(self.y.min()), float(self.y.max())
+        return (
+            f"{self.n_rows:,} rows ({shape.n_train:,} to train on, {shape.n_test:,} to test "
+            f"on), {len(self.features)} feature{'s' if len(self.features) != 1 else ''}; "
+            f"the target {self.target!r} spans {low:.4g}..{high:.4g}"
+        )
+
+
+def choose_columns(
+    table: CsvTable,
+    target: str | None = None,
+    features: Sequence[str] | None = None,
+    *,
+    filename: str = "",
+) -> UploadedData | list[str]:
+    """The target and feature columns of ``table`` as numbers, or what is wrong, one line each.
+
+    ``None`` picks ``guess_columns``'s choice. Every chosen column must hold a
+    finite number in every row (float32 range, as the network computes), and
+    the target must vary.
+    """
+    guessed_target, guessed_features = guess_columns(table)
+    target = guessed_target if target is None else target
+    features = [f for f in guessed_features if f != target] if features is None else list(features)
+    problems = []
+    names = set(table.names)
+    if target not in names:
+        problems.append(f"there is no column {target!r} to use as the target")
+    unknown = [f for f in features if f not in names]
+    if unknown:
+        problems.append(f"there is no column {unknown[0]!r} to use as a feature")
+    if target in features:
+        problems.append(f"the target {target!r} cannot also be a feature")
+    if not features:
+        problems.append("choose at least one feature column")
+    if len(set(features)) != len(features):
+        problems.append("a feature column is chosen twice")
+    if problems:
+        return problems
+    chosen = [table.column(target)] + [table.column(f) for f in features]
+    for column in chosen:
+        message = column.problem()
+        if message is None:
+            too_big = np.abs(column.values) > FLOAT32_MAX
+            if too_big.any():
+                i = int(np.argmax(too_big))
+                message = (
+                    f"column {column.name!r} holds {column.values[i]:.3g} on line "
+                    f"{int(table.lines[i])}, too large for the network's float32 numbers"
+                )
+        if message:
+            problems.append(message)
+    if problems:
+        return problems
+    y = table.column(target).values
+    if float(y.min()) == float(y.max()):
+        return [
+            f"the target {target!r} is {y[0]:.6g} on every row: a constant has nothing to "
+            "learn (choose another target column)"
+        ]
+    return UploadedData(
+        filename=filename,
+        target=target,
+        features=tuple(features),
+        x=np.stack([table.column(f).values for f in features], axis=1),
+        y=y,
+        target_index=table.column(target).index,
+        feature_indexes=tuple(table.column(f).index for f in features),
+        delimiter=table.delimiter,
+        has_header=table.has_header,
+    )
+
+
+def uploaded_dataset(
+    data: bytes,
+    target: str | None = None,
+    features: Sequence[str] | None = None,
+    *,
+    target_scaling: str = "none",
+    filename: str = "",
+) -> Dataset | list[str]:
+    """Uploaded CSV bytes -> a ``Dataset``, or a list of one-line problems (never raises).
+
+    ``read_upload``, then ``choose_columns``, then ``UploadedData.dataset``.
+    """
+    table = read_upload(data)
+    if isinstance(table, list):
+        return table
+    chosen = choose_columns(table, target, features, filename=filename)
+    if isinstance(chosen, list):
+        return chosen
+    return chosen.dataset(target_scaling)
+
+
+def upload_problems(config: TrainConfig, data: Dataset | UploadedData) -> list[ConfigProblem]:
+    """Why ``config`` cannot train on uploaded ``data`` (empty when it can).
+
+    Uploaded tables train the MLP only; the work budget counts the upload's
+    own rows and columns (``budget.problems_of``), so a large file with many
+    epochs is refused with the limit named, as any too-large setting is.
+    """
+    if config.network != "mlp":
+        return [ConfigProblem("network", "uploaded data trains the MLP only (choose mlp)")]
+    return config.problems(data_shape=data.shape)

@@ -78,8 +78,18 @@ class Trainer:
         """``evaluate_epochs=False`` skips the whole-set train and test losses
         after every epoch (``epoch_records`` then holds NaN): a sweep of many
         lanes needs only the final losses, and those evaluations would cost it
-        as much as the training itself."""
-        self.config = config.validated()
+        as much as the training itself.
+
+        ``dataset`` replaces the data ``config`` names, e.g. an uploaded CSV
+        (``clipviz.engine.data.UploadedData.dataset``): the MLP's input layer
+        takes its number of features, and the work budget is counted on its
+        rows and columns (``ConfigError`` names a limit it passes)."""
+        if dataset is not None and config.network == "mlp":
+            if dataset.is_sequence:
+                raise ValueError("the MLP trains on tables (rows x features), not sequences")
+            self.config = config.validated(data_shape=dataset.shape)
+        else:
+            self.config = config.validated()
         self.evaluate_epochs = evaluate_epochs
         self.n_lanes = n_lanes
         self.record = record

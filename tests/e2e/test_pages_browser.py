@@ -30,6 +30,7 @@ NAV_TITLES = [
     "The cliff",
     "Stability map",
     "In practice",
+    "Your run",
 ]
 
 # path -> a text the page shows once it has computed its content
@@ -42,6 +43,7 @@ PAGES = {
     "stability_map": "Stability map",
     "in_practice": "In practice",
     "lab?preset=tutorial_clip_norm": "Training Lab",
+    "your_run": "Your run, diagnosed",
 }
 
 
@@ -87,6 +89,6 @@ def test_every_page_renders_without_an_exception(page: Page, base_url: str, path
     open_page(page, f"{base_url}/{path}")
     expect(page.get_by_text(PAGES[path]).first).to_be_visible(timeout=120_000)
     assert page.locator("[data-testid='stException']").count() == 0
-    if path not in ("", "worked_examples", "lab?preset=tutorial_clip_norm"):
+    if path not in ("", "worked_examples", "lab?preset=tutorial_clip_norm", "your_run"):
         expect(page.locator("[data-testid='stPlotlyChart']").first).to_be_visible(timeout=120_000)
     assert page.locator("[data-testid='stException']").count() == 0
