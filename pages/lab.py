@@ -18,6 +18,8 @@ from streamlit.errors import StreamlitAPIException
 from app_boot import ensure_router
 from clipviz.app import export, lab
 from clipviz.app.player import SPEEDS, Player
+from clipviz.app.urlkeys import plain_markdown
+from clipviz.engine import data
 from clipviz.engine.config import (
     CLIP_MODE_LABELS,
     CLIP_MODES,
@@ -153,7 +155,106 @@ def on_fix(fix) -> None:
 
 def build_run(config: TrainConfig, twin: TrainConfig | None) -> lab.LabRun:
     state[RUN_ID] = state.get(RUN_ID, 0) + 1
-    return lab.LabRun(config, twin)
+    return lab.LabRun(config, twin, dataset=uploaded_dataset(config))
+
+
+# ---- your own data: an uploaded CSV, kept in this session only -------------------------
+
+UPLOAD, UPLOAD_TABLE, UPLOAD_ERRORS, UPLOAD_DATASET = (
+    "_lab_upload",  # data.UploadedData: the last good choice of columns
+    "_lab_upload_table",  # the CSV as read, to pick columns from
+    "_lab_upload_errors",  # what is wrong with the latest file or choice
+    "_lab_upload_dataset",  # (upload, target scaling, Dataset): one Dataset per choice
+)
+
+
+def uploaded_dataset(config: TrainConfig):
+    """The uploaded data this run trains on (None: the shipped data set of ``config``).
+
+    The Dataset is built once per upload and target scaling, so a run is not
+    rebuilt at every script run; uploads train the MLP only."""
+    upload = state.get(UPLOAD)
+    if upload is None or config.network != "mlp":
+        return None
+    kept = state.get(UPLOAD_DATASET)
+    if kept is None or kept[0] is not upload or kept[1] != config.target_scaling:
+        kept = (upload, config.target_scaling, upload.dataset(config.target_scaling))
+        state[UPLOAD_DATASET] = kept
+    return kept[2]
+
+
+def choose_upload_columns() -> None:
+    """Turn the table and the chosen columns into data; keep the last good data on a problem."""
+    table = state.get(UPLOAD_TABLE)
+    if table is None:
+        return
+    chosen = data.choose_columns(
+        table,
+        state.get("upload_target"),
+        state.get("upload_features"),
+        filename=state.get("_lab_upload_name", ""),
+    )
+    if isinstance(chosen, list):
+        state[UPLOAD_ERRORS] = chosen
+        return
+    state[UPLOAD_ERRORS] = []
+    state[UPLOAD] = chosen
+    state["preset"] = CUSTOM
+    reset_run()
+
+
+def on_upload() -> None:
+    """A file was chosen (or removed): read it; nothing of it is written anywhere."""
+    file = state.get("upload_file")
+    if file is None:  # removed: back to the shipped data set
+        for key in (UPLOAD, UPLOAD_TABLE, UPLOAD_ERRORS, UPLOAD_DATASET):
+            state.pop(key, None)
+        reset_run()
+        return
+    table = data.read_upload(file.getvalue())
+    if isinstance(table, list):
+        state[UPLOAD_ERRORS] = table  # the last good data stays in use
+        return
+    unusable = data.unusable_columns(table)
+    if unusable:
+        state[UPLOAD_ERRORS] = unusable
+        return
+    state[UPLOAD_TABLE] = table
+    state["_lab_upload_name"] = file.name
+    target, features = data.guess_columns(table)
+    state["upload_target"], state["upload_features"] = target, list(features)
+    choose_upload_columns()
+
+
+def upload_controls(config: TrainConfig) -> None:
+    """The uploader and the column pickers, at the end of the Data section."""
+    st.file_uploader(
+        "Your data (CSV)",
+        type=["csv", "txt"],
+        key="upload_file",
+        on_change=on_upload,
+        help=data.upload_limits_text(),
+    )
+    table = state.get(UPLOAD_TABLE)
+    if table is not None:
+        names = list(table.numeric_names or table.names)
+        if state.get("upload_target") not in names:
+            state["upload_target"] = names[-1]
+        st.selectbox("Target column", names, key="upload_target", on_change=choose_upload_columns)
+        st.multiselect(
+            "Feature columns",
+            [n for n in names if n != state["upload_target"]],
+            key="upload_features",
+            on_change=choose_upload_columns,
+        )
+    for message in state.get(UPLOAD_ERRORS) or []:
+        st.error(plain_markdown(message), icon=":material/error:")
+    upload = state.get(UPLOAD)
+    if upload is not None:
+        if config.network == "mlp":
+            st.caption(plain_markdown(f"Training on your data: {upload.describe()}."))
+        else:
+            st.caption("Your uploaded data trains the MLP only; this network uses its own task.")
 
 
 # ---- opening the page: read and validate the URL once ------------------------------
@@ -265,6 +366,8 @@ with st.sidebar:
             if setting.key == "clip_mode":
                 label = CLIP_MODE_LABELS[shown.config.clip_mode]
                 st.caption(label[0].upper() + label[1:])
+        if group == "data" and shown.config.network == "mlp":
+            upload_controls(shown.config)
     if shown.hide:
         st.caption("Some controls are hidden by the link you opened.")
 
@@ -291,7 +394,13 @@ twin_on, twin_config = shown.twin, shown.twin_config
 
 player: Player = state[PLAYER]
 run: lab.LabRun | None = state.get(RUN)
-if run is None or run.config != config or run.twin_config != twin_config:
+dataset = uploaded_dataset(config)
+if (
+    run is None
+    or run.config != config
+    or run.twin_config != twin_config
+    or run.dataset is not dataset
+):
     if run is not None and run.step_count > 0:
         st.toast(lab.RESET_NOTICE, icon=":material/restart_alt:")
     player.reset()
@@ -451,8 +560,12 @@ def share_and_export(shown: LabState, run: lab.LabRun) -> None:
     config = shown.config
     st.subheader("Share and export")
     page_url = (st.context.url or "/lab").split("?")[0]
+    upload = run.dataset is not None and state.get(UPLOAD)
+    note = export.share_note(upload) if upload else None
     st.markdown("A link that opens exactly this configuration:")
     st.code(shown.url(page_url), language=None, wrap_lines=True)
+    if note:
+        st.caption(plain_markdown(note))
     csv_col, torch_col, keras_col = st.columns(3)
     csv_col.download_button(
         "Per-step records (CSV)",
@@ -462,8 +575,8 @@ def share_and_export(shown: LabState, run: lab.LabRun) -> None:
         on_click="ignore",
         width="stretch",
     )
-    torch_code = export.pytorch_script(config)
-    keras_code = export.keras_script(config)
+    torch_code = export.pytorch_script(config, upload or None)
+    keras_code = export.keras_script(config, upload or None)
     torch_col.download_button(
         "PyTorch script",
         torch_code,

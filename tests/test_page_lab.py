@@ -356,3 +356,74 @@ def test_a_teacher_link_hides_controls_and_its_share_link_stays_trimmed():
     link = app.get("code")[0].value
     assert "hide=clipping,optimizer" in link and "autoplay=true" in link
     assert "preset=tutorial_clip_norm" in link
+
+
+# ---- your own data ----------------------------------------------------------------------
+
+
+def regression_csv(rows: int = 200, scale: float = 1.0, seed: int = 0) -> bytes:
+    """A learnable table: y = 3 a - 2 b + noise, times ``scale``."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    a, b, noise = rng.normal(size=(3, rows))
+    y = scale * (3 * a - 2 * b + 0.1 * noise)
+    lines = ["a,b,label,y"] + [
+        f"{x1:.6f},{x2:.6f},row{i},{t:.6f}"
+        for i, (x1, x2, t) in enumerate(zip(a, b, y, strict=True))
+    ]
+    return ("\n".join(lines) + "\n").encode()
+
+
+def upload(app: AppTest, name: str, data: bytes) -> AppTest:
+    app.file_uploader(key="upload_file").set_value((name, data, "text/csv")).run()
+    assert not app.exception, [e.value for e in app.exception]
+    return app
+
+
+def test_an_uploaded_csv_trains_and_a_large_target_explodes():
+    app = upload(open_lab(preset="tutorial_clip_norm"), "mine.csv", regression_csv())
+    run = app.session_state["_lab_run"]
+    assert run.dataset is not None and run.dataset.n_features == 2  # the MLP adapts
+    assert app.selectbox(key="upload_target").value == "y"
+    assert list(app.multiselect(key="upload_features").value) == ["a", "b"]
+    play_until_done(app)
+    result = app.session_state["_lab_run"].primary.result()
+    assert result.exploded_at is None and result.learned
+    # the same settings without clipping on a target a thousand times larger explode
+    app = upload(open_lab(), "big.csv", regression_csv(scale=1000.0))
+    play_until_done(app)
+    assert exploded(app)
+    assert any("uploaded" in c.value for c in app.caption)  # the share link says so
+
+
+@pytest.mark.parametrize(
+    "name, data, message",
+    [
+        ("empty.csv", b"", "empty"),
+        ("one.csv", b"x\n" + b"1\n" * 50, "only one column"),
+        ("one_number.csv", b"a,b\n" + b"1,x\n" * 50, "columns of numbers"),
+        ("words.csv", b"a,b\n" + b"x,y\n" * 50, "no column holds numbers only"),
+        ("short.csv", b"a,b\n1,2\n3,4\n", "too few rows"),
+        ("wide.csv", b",".join(b"c%d" % i for i in range(150)) + b"\n", "columns"),
+        ("nan.csv", b"a,b\n" + b"1,nan\n" * 50, "column 'b' holds NaN on line 2"),
+        ("constant.csv", b"a,b\n" + b"".join(b"%d,7\n" % i for i in range(50)), "constant"),
+        ("binary.csv", bytes(range(256)) * 4, ""),
+    ],
+)
+def test_a_bad_file_gets_its_message_and_the_last_good_data_stays(name, data, message):
+    app = upload(open_lab(), "good.csv", regression_csv())
+    good = app.session_state["_lab_upload"]
+    app = upload(app, name, data)
+    shown = errors(app)  # shown as plain text: the file's own words escaped
+    assert shown and plain_markdown(message) in " ".join(shown), shown
+    assert app.session_state["_lab_upload"] is good
+    assert app.session_state["_lab_run"].dataset.n_features == 2
+
+
+def test_uploads_stay_in_their_session():
+    first = upload(open_lab(), "mine.csv", regression_csv())
+    second = open_lab()
+    assert first.session_state["_lab_run"].dataset is not None
+    assert second.session_state["_lab_run"].dataset is None
+    assert "_lab_upload" not in second.session_state

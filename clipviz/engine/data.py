@@ -407,6 +407,22 @@ def read_upload(data: bytes) -> CsvTable | list[str]:
     return table
 
 
+def unusable_columns(table: CsvTable) -> list[str]:
+    """Why a table lacks the two numeric columns a target and a feature need (empty: it has
+    them): one line saying so, then what is wrong with each other column (at most three)."""
+    numeric = table.numeric_names
+    if len(numeric) >= 2:
+        return []
+    found = ", ".join(repr(n) for n in numeric) or "none"
+    lines = [
+        f"the file needs at least two columns of numbers, a target and a feature; "
+        f"numeric columns found: {found}"
+    ]
+    for column in [c for c in table.columns if not c.numeric][:3]:
+        lines.append(column.problem() or f"column {column.name!r} holds no finite number")
+    return lines
+
+
 def guess_columns(table: CsvTable) -> tuple[str, tuple[str, ...]]:
     """(target, features) to start from: the last numeric column, and the other numeric ones."""
     numeric = table.numeric_names
