@@ -10,7 +10,8 @@ Per step it records, for every lane: the loss, the gradient norm before and
 after clipping, whether and how much it clipped, the cosine between the
 gradient before and after, the per-layer gradient norms, the weight norm,
 the update-to-weight ratio and the largest gradient component. Per epoch:
-train and test loss on the whole sets. Arrays are preallocated for the whole
+train and test loss on the whole sets, and for a classification task (the
+``digits``) train and test accuracy. Arrays are preallocated for the whole
 run, so memory does not grow while playing.
 
 At the first non-finite loss, gradient or weight of a lane, the trainer
@@ -171,6 +172,9 @@ class Trainer:
         E = config.epochs
         self.epoch_train_loss = np.full((E, N), np.nan)
         self.epoch_test_loss = np.full((E, N), np.nan)
+        # Classification only (NaN otherwise): the share of examples classified right.
+        self.epoch_train_accuracy = np.full((E, N), np.nan)
+        self.epoch_test_accuracy = np.full((E, N), np.nan)
         self.epochs_done = 0
         self.alive = torch.ones(N, dtype=torch.bool)
         self.explosions: list[Explosion | None] = [None] * N
@@ -402,6 +406,31 @@ class Trainer:
                 losses.append(self.model.loss(self.params, xs, ys) * len(xs))
             return (torch.stack(losses).sum(0) / len(x)).double().numpy()
 
+    @property
+    def classifies(self) -> bool:
+        """True for a classification task (the digits), which has an accuracy."""
+        return self.data.kind == "classification"
+
+    def evaluate_accuracy(self, x: torch.Tensor, y: torch.Tensor) -> np.ndarray:
+        """Accuracy per lane on a whole set: the share of examples whose highest output
+        is their label, in [0, 1]. NaN for a regression task."""
+        if not self.classifies:
+            return np.full(self.n_lanes, np.nan)
+        return self._loss_and_accuracy(x, y)[1]
+
+    def _loss_and_accuracy(self, x: torch.Tensor, y: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """``evaluate``'s loss (the same numbers) and the accuracy, from one forward pass."""
+        with torch.no_grad():
+            losses, right = [], np.zeros(self.n_lanes)
+            chunk = 1024
+            for start in range(0, len(x), chunk):
+                xs, ys = x[start : start + chunk], y[start : start + chunk]
+                loss, accuracy = self.model.loss_and_accuracy(self.params, xs, ys)
+                losses.append(loss * len(xs))
+                right += np.rint(accuracy.numpy() * len(xs))  # whole examples
+            loss = (torch.stack(losses).sum(0) / len(x)).double().numpy()
+            return loss, right / len(x)
+
     def dead_units(self, lane: int = 0) -> list[tuple[str, int, int]]:
         """ReLU units that output 0 on every training row: (layer, dead, units) per layer.
 
@@ -433,9 +462,17 @@ class Trainer:
         e = self.epochs_done
         if e >= self.config.epochs:
             return
-        if self.evaluate_epochs:
-            self.epoch_train_loss[e] = self.evaluate(self.data.x_train, self.data.y_train)
-            self.epoch_test_loss[e] = self.evaluate(self.data.x_test, self.data.y_test)
+        data = self.data
+        if self.evaluate_epochs and self.classifies:
+            self.epoch_train_loss[e], self.epoch_train_accuracy[e] = self._loss_and_accuracy(
+                data.x_train, data.y_train
+            )
+            self.epoch_test_loss[e], self.epoch_test_accuracy[e] = self._loss_and_accuracy(
+                data.x_test, data.y_test
+            )
+        elif self.evaluate_epochs:
+            self.epoch_train_loss[e] = self.evaluate(data.x_train, data.y_train)
+            self.epoch_test_loss[e] = self.evaluate(data.x_test, data.y_test)
         if self.record == "full":
             self._note_dead_units()
         self.epochs_done += 1
@@ -465,7 +502,11 @@ class Trainer:
         train, test = self.epoch_train_loss[:e, lane], self.epoch_test_loss[:e, lane]
         if original_units and self.data.kind == "regression":
             train, test = self.data.to_original_mse(train), self.data.to_original_mse(test)
-        return {"epoch": np.arange(1, e + 1), "train_loss": train, "test_loss": test}
+        out = {"epoch": np.arange(1, e + 1), "train_loss": train, "test_loss": test}
+        if self.classifies:  # shares in [0, 1]
+            out["train_accuracy"] = self.epoch_train_accuracy[:e, lane]
+            out["test_accuracy"] = self.epoch_test_accuracy[:e, lane]
+        return out
 
     def final_losses(self, *, original_units: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """(train, test) loss per lane on the whole sets with the current weights."""
@@ -477,12 +518,22 @@ class Trainer:
         train[bad], test[bad] = np.nan, np.nan
         return train, test
 
+    def final_accuracies(self) -> tuple[np.ndarray, np.ndarray]:
+        """(train, test) accuracy per lane with the current weights; NaN for a regression
+        task and for lanes that exploded."""
+        train = self.evaluate_accuracy(self.data.x_train, self.data.y_train)
+        test = self.evaluate_accuracy(self.data.x_test, self.data.y_test)
+        bad = ~self.alive.numpy()
+        train[bad], test[bad] = np.nan, np.nan
+        return train, test
+
     def summary(self, lane: int = 0) -> RunSummary:
         rec = self.records(lane)
         train, test = self.final_losses()
         norms = rec["grad_norm"] if "grad_norm" in rec else np.array([np.nan])
         finite_norms = norms[np.isfinite(norms)]
         clipped = rec.get("clipped", np.zeros(0))
+        train_accuracy, test_accuracy = self.final_accuracies()
         return RunSummary(
             config=self.config,
             steps=self.step_count,
@@ -492,6 +543,8 @@ class Trainer:
             final_test_loss=float(test[lane]),
             max_grad_norm=float(finite_norms.max()) if finite_norms.size else math.nan,
             clipped_fraction=float(np.nanmean(clipped)) if clipped.size else 0.0,
+            final_train_accuracy=float(train_accuracy[lane]),
+            final_test_accuracy=float(test_accuracy[lane]),
         )
 
     def memory_bytes(self) -> int:
@@ -506,7 +559,8 @@ class Trainer:
             "_hidden",
         )
         tensors += [t for t in (getattr(self, name, None) for name in optional) if t is not None]
-        return sum(t.numel() * t.element_size() for t in tensors) + self.epoch_train_loss.nbytes * 2
+        # Four (epochs, lanes) arrays: train and test loss, train and test accuracy.
+        return sum(t.numel() * t.element_size() for t in tensors) + self.epoch_train_loss.nbytes * 4
 
 
 @dataclass(frozen=True)
@@ -521,6 +575,9 @@ class RunSummary:
     final_test_loss: float
     max_grad_norm: float
     clipped_fraction: float  # fraction of steps at which clipping changed the gradient
+    # Classification (the digits): share of examples right, in [0, 1]; NaN for regression.
+    final_train_accuracy: float = math.nan
+    final_test_accuracy: float = math.nan
 
     def as_dict(self) -> dict:
         def clean(v):
@@ -535,6 +592,8 @@ class RunSummary:
             "final_test_loss": clean(self.final_test_loss),
             "max_grad_norm": clean(self.max_grad_norm),
             "clipped_fraction": self.clipped_fraction,
+            "final_train_accuracy": clean(self.final_train_accuracy),
+            "final_test_accuracy": clean(self.final_test_accuracy),
         }
 
 
