@@ -303,7 +303,7 @@ def _pct(share: float) -> str:
 
 
 def _points(share: float) -> str:
-    return f"{100 * share:+.1f} points"
+    return f"{100 * share:+.1f} points".replace("-", "−")  # a typographic minus
 
 
 def _range(values: np.ndarray) -> str:
@@ -397,7 +397,7 @@ def verdict(study: Study) -> Verdict:
         a, b = study.at(rescue, "none"), study.at(rescue, "value")
         sentences.append(
             f"It does help at a higher learning rate: at {rescue:g}, {int(a.failed.sum())} of "
-            f"{n} unclipped runs failed (exploded or ended below {_pct(FAIL_ACCURACY)} test "
+            f"{n} unclipped runs failed (exploded or ended below {100 * FAIL_ACCURACY:.0f}% test "
             f"accuracy) and none of the clipped ones; median test accuracy "
             f"{_pct(float(np.median(b.final('test_accuracy'))))} with clipping, "
             f"{_pct(float(np.median(a.final('test_accuracy'))))} without."
@@ -412,7 +412,7 @@ def verdict(study: Study) -> Verdict:
         sentences.append(
             "No higher learning rate we tried makes the unclipped runs unstable while the "
             "clipped ones hold. Runs that exploded or ended below "
-            f"{_pct(FAIL_ACCURACY)} test accuracy, out of {n} each: {failures}. Over these "
+            f"{100 * FAIL_ACCURACY:.0f}% test accuracy, out of {n} each: {failures}. Over these "
             f"rates, seed by seed, clipping rescued {_runs(saved)} that failed without it and "
             f"broke {_runs(lost)} that trained without it."
         )
