@@ -201,3 +201,39 @@ def test_digits_chapter_shows_the_runs_and_a_verdict_computed_from_them(at, digi
     assert len(table) == 2 * len(digits_study.lrs)
     assert list(table["learning rate"][:2]) == [f"{digits_study.base_lr:g}"] * 2
     assert not at.exception
+
+
+def test_digits_chapter_trains_in_the_background_and_the_page_does_not_wait(
+    monkeypatch, digits_study
+):
+    """While the runs train, the page renders everything else and says the runs are on their
+    way; once they are done, the next run of the page shows them."""
+    import threading
+
+    import streamlit as st
+
+    from clipviz.lessons import digits
+
+    release = threading.Event()
+
+    def slow_study(n_seeds: int) -> digits.Study:
+        release.wait(60)
+        return digits_study
+
+    st.cache_resource.clear()  # a fresh server: nobody has started the runs
+    monkeypatch.setattr(digits, "run_study", slow_study)
+    try:
+        app = AppTest.from_file(PAGE, default_timeout=120)
+        app.run()
+        assert not app.exception
+        words = " ".join(texts(app.markdown))
+        runs = 2 * (1 + len(digits.HIGHER_LR_FACTORS)) * digits.DEFAULT_SEEDS
+        assert f"Training the {runs} LSTMs of this section" in words
+        assert "**Verdict.**" not in words
+        assert len(app.get("plotly_chart")) >= 7  # the rest of the page is all there
+        release.set()
+        app.run()
+        assert "**Verdict.** " in " ".join(texts(app.markdown))
+    finally:
+        release.set()
+        st.cache_resource.clear()

@@ -28,6 +28,7 @@ from __future__ import annotations
 import functools
 import math
 import statistics
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -228,15 +229,24 @@ def _setting(lr: float, mode: str, seeds: tuple[int, ...], parts: dict) -> Setti
     )
 
 
-@functools.lru_cache(maxsize=4)
+_STUDY_LOCK = threading.Lock()  # one study at a time: a second caller waits for the first
+
+
 def run_study(n_seeds: int = DEFAULT_SEEDS) -> Study:
     """Train both presets for seeds 0 .. n_seeds-1 at their learning rate and higher ones.
 
     Costs ``2 n_seeds`` single runs and ``n_seeds`` multi-lane runs of 320 steps
     each: a few seconds per seed on one core. Deterministic, so kept once per
-    process (the page, the command line and the tests share it); treat the result
-    as read-only.
+    process: the page (on its own thread), the command line and the tests share
+    it, and a caller arriving while it trains waits for it instead of training
+    it again. Treat the result as read-only.
     """
+    with _STUDY_LOCK:
+        return _run_study(n_seeds)
+
+
+@functools.lru_cache(maxsize=4)
+def _run_study(n_seeds: int) -> Study:
     if not 1 <= n_seeds <= MAX_SEEDS:
         raise ValueError(f"n_seeds must be between 1 and {MAX_SEEDS}, got {n_seeds}")
     seeds = tuple(range(n_seeds))
