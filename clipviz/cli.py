@@ -52,6 +52,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("reproduce", help="the reference experiment over several seeds")
     p.add_argument("--seeds", type=_positive_int("--seeds", 1, 100), default=5)
+    p.add_argument(
+        "--experiment",
+        choices=list(REPRODUCIBLE),
+        default="reference",
+        help="reference: the MLP of the clipping tutorial (default); digits_lstm: an LSTM "
+        "reading digits row by row, with and without clip-by-value",
+    )
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("train", help="train one configuration and report the outcome")
@@ -234,7 +241,12 @@ def table(headers: list[str], rows: list[list]) -> str:
     return "\n".join(lines)
 
 
+REPRODUCIBLE = ("reference", "digits_lstm")
+
+
 def cmd_reproduce(args) -> str:
+    if args.experiment == "digits_lstm":
+        return reproduce_digits(args)
     from clipviz.lessons.experiments import reproduce
 
     rows = [r.as_row() for r in reproduce(args.seeds)]
@@ -265,6 +277,68 @@ def cmd_reproduce(args) -> str:
     )
     notes = "\n".join(f"  {r['experiment']}: {r['note']}" for r in rows)
     return f"{body}\n\nMSE in the target's original units; published figures: Keras 2.2, one run.\nWhy ours differ:\n{notes}"
+
+
+def reproduce_digits(args) -> str:
+    """``reproduce --experiment digits_lstm``: both digits presets over seeds 0..N-1, at
+    their learning rate and higher ones, and the verdict on the source's claim."""
+    from clipviz.lessons import digits
+
+    if args.seeds > digits.MAX_SEEDS:
+        raise UsageError(
+            f"argument --seeds: the digits_lstm experiment runs at most {digits.MAX_SEEDS} "
+            f"seeds, got {args.seeds}"
+        )
+    study = digits.run_study(args.seeds)
+    rows = study.rows()
+    verdict = digits.verdict(study)
+    if args.json:
+        return _json(
+            {
+                "experiment": "digits_lstm",
+                "seeds": args.seeds,
+                "rows": rows,
+                "verdict": verdict.as_dict(),
+            }
+        )
+
+    def pct(value) -> str:
+        return "-" if value is None else f"{100 * value:.1f}%"
+
+    clip_value = digits.preset_config("value").clip_value
+
+    body = table(
+        [
+            "experiment",
+            "lr",
+            "clipping",
+            "runs",
+            "failed",
+            "test acc (median)",
+            "test acc (min..max)",
+            "train acc (median)",
+            "test loss (median)",
+        ],
+        [
+            [
+                r["experiment"],
+                f"{r['lr']:g}",
+                "none" if r["clip_mode"] == "none" else f"value {clip_value:g}",
+                r["runs"],
+                r["failed_runs"],
+                pct(r["test_accuracy_median"]),
+                f"{pct(r['test_accuracy_min'])}..{pct(r['test_accuracy_max'])}",
+                pct(r["train_accuracy_median"]),
+                r["test_loss_median"],
+            ]
+            for r in rows
+        ],
+    )
+    return (
+        f"{body}\n\nLoss: cross-entropy on the test digits. Failed: exploded or ended below "
+        f"{100 * digits.FAIL_ACCURACY:.0f}% test accuracy (guessing gets 10%).\n\n"
+        + "\n".join(verdict.sentences)
+    )
 
 
 def config_from_args(args) -> TrainConfig:

@@ -31,7 +31,12 @@ from clipviz.engine.labstate import lab_url
 from clipviz.engine.records import CORE_COLUMNS, CSV_NAME
 from clipviz.engine.trainer import STEP_FIELDS, Trainer
 
-EPOCH_LINE = re.compile(r"^epoch (\d+): train (?:MSE|cross-entropy) (\S+), test \S+ (\S+)$")
+EPOCH_LINE = re.compile(r"^epoch (\d+): train (?:MSE|cross-entropy) (\S+), test \S+ ([^\s,]+)")
+# For the digits the same line goes on with the accuracies, e.g.
+# ", train accuracy 26.70% (267 of 1000), test accuracy 21.46% (171 of 797)".
+ACCURACY = re.compile(
+    r", train accuracy [\d.]+% \((\d+) of (\d+)\), test accuracy [\d.]+% \((\d+) of (\d+)\)$"
+)
 
 # Configurations whose scripts are run, and the trainer they must agree with.
 RUN_CONFIGS = {
@@ -69,7 +74,9 @@ RUN_CONFIGS = {
         clip_mode="norm_per_tensor",
         epochs=1,
     ),
+    "lstm_digits_clipvalue": PRESETS["digits_lstm_clipvalue"].config.replace(epochs=2),
 }
+DIGITS_RUNS = ("rnn_digits_per_tensor", "lstm_digits_clipvalue")
 KERAS_CONFIG = PRESETS["tutorial_clip_norm"].config.replace(epochs=1)
 
 
@@ -257,6 +264,28 @@ def test_pytorch_script_runs_and_prints_the_labs_epoch_losses(script_runs, name)
     np.testing.assert_allclose(
         np.array(printed), np.column_stack([epochs["train_loss"], epochs["test_loss"]]), rtol=1e-4
     )
+
+
+@pytest.mark.parametrize("name", DIGITS_RUNS)
+def test_pytorch_script_prints_the_labs_accuracies_for_the_digits(script_runs, name):
+    """Every epoch, the digits named right: the same counts as the Lab's trainer."""
+    run = script_runs[name]
+    assert run.returncode == 0, run.stderr[-2000:]
+    epochs = Trainer(RUN_CONFIGS[name]).run().epoch_records()
+    found = [ACCURACY.search(line) for line in run.stdout.splitlines() if EPOCH_LINE.match(line)]
+    assert len(found) == RUN_CONFIGS[name].epochs and all(found), run.stdout
+    counts = np.array([[int(g) for g in m.groups()] for m in found])  # right, n, right, n
+    n_train, n_test = counts[0, 1], counts[0, 3]
+    assert (n_train, n_test) == (RUN_CONFIGS[name].n_train, 797)
+    np.testing.assert_array_equal(counts[:, 0], np.rint(epochs["train_accuracy"] * n_train))
+    np.testing.assert_array_equal(counts[:, 2], np.rint(epochs["test_accuracy"] * n_test))
+
+
+def test_keras_script_reports_accuracy_for_the_digits_only():
+    digits = PRESETS["digits_lstm_clipvalue"].config
+    assert 'SparseCategoricalAccuracy(name="accuracy")' in keras_script(digits)
+    assert "clipvalue=CLIP_VALUE" in keras_script(digits)
+    assert "metrics=" not in keras_script(PRESETS["tutorial_clip_norm"].config)
 
 
 def test_pytorch_script_stops_at_the_labs_explosion_step(script_runs):

@@ -168,3 +168,72 @@ def test_a_shared_link_opens_that_configuration() -> None:
     assert app.radio(key="rec_clip_mode").value == "norm"
     assert "global norm clipping at 2" in " ".join(c.value for c in app.caption)
     assert "no gradient reaches the first 20 time steps" in app.info[0].value
+
+
+# ---- the digits chapter: a claim tested ----------------------------------------------
+
+
+@pytest.fixture(scope="module", autouse=True)
+def digits_study():
+    """The chapter's runs, trained once before any page opens: the page's cache calls the
+    same process-wide ``run_study``, so no AppTest run waits for the training."""
+    from clipviz.lessons import digits
+
+    return digits.run_study(digits.DEFAULT_SEEDS)
+
+
+def test_digits_chapter_shows_the_runs_and_a_verdict_computed_from_them(at, digits_study):
+    from clipviz.lessons import digits
+
+    assert any(h.value.startswith("A claim tested") for h in at.subheader)
+    assert len(at.get("plotly_chart")) >= 9  # the page's seven and the chapter's two
+    verdict = digits.verdict(digits_study)
+    words = texts(at.markdown)
+    assert "**Verdict.** " + " ".join(verdict.sentences[:3]) in words
+    assert " ".join(verdict.sentences[3:]) in words
+    # The setup is read from the presets, and the Lab link opens the pair.
+    config = PRESETS["digits_lstm_clipvalue"].config
+    setup = " ".join(words)
+    assert f"SGD with learning rate {config.lr:g} and momentum {config.momentum:g}" in setup
+    assert "/lab?preset=digits_lstm_clipvalue&twin=true" in setup
+    assert f"is {digits.step_bound(digits_study.higher_lrs[-1]):g}, against" in setup
+    table = at.dataframe[0].value
+    assert len(table) == 2 * len(digits_study.lrs)
+    assert list(table["learning rate"][:2]) == [f"{digits_study.base_lr:g}"] * 2
+    assert not at.exception
+
+
+def test_digits_chapter_trains_in_the_background_and_the_page_does_not_wait(
+    monkeypatch, digits_study
+):
+    """While the runs train, the page renders everything else and says the runs are on their
+    way; once they are done, the next run of the page shows them."""
+    import threading
+
+    import streamlit as st
+
+    from clipviz.lessons import digits
+
+    release = threading.Event()
+
+    def slow_study(n_seeds: int) -> digits.Study:
+        release.wait(60)
+        return digits_study
+
+    st.cache_resource.clear()  # a fresh server: nobody has started the runs
+    monkeypatch.setattr(digits, "run_study", slow_study)
+    try:
+        app = AppTest.from_file(PAGE, default_timeout=120)
+        app.run()
+        assert not app.exception
+        words = " ".join(texts(app.markdown))
+        runs = 2 * (1 + len(digits.HIGHER_LR_FACTORS)) * digits.DEFAULT_SEEDS
+        assert f"Training the {runs} LSTMs of this section" in words
+        assert "**Verdict.**" not in words
+        assert len(app.get("plotly_chart")) >= 7  # the rest of the page is all there
+        release.set()
+        app.run()
+        assert "**Verdict.** " in " ".join(texts(app.markdown))
+    finally:
+        release.set()
+        st.cache_resource.clear()

@@ -425,6 +425,8 @@ def pytorch_script(config: TrainConfig, upload: UploadedData | None = None) -> s
         "\nSame data, initial weights, batch order and clipping rule as the Lab, so the\n"
         "epoch losses it prints match the Lab's up to float rounding.\n"
     )
+    if classification:
+        extra += "For the digits it prints the accuracy too: the share of digits named right.\n"
     if c.optimizer == "sgd":
         optimizer = "torch.optim.SGD(parameters, lr=LEARNING_RATE, momentum=MOMENTUM)"
     else:
@@ -440,6 +442,19 @@ def pytorch_script(config: TrainConfig, upload: UploadedData | None = None) -> s
         )
     objective = "objective" if penalty else "loss"
     loss_name = "cross-entropy" if classification else "MSE"
+    accuracy_code = accuracy_print = ""
+    if classification:
+        accuracy_code = """
+
+def accuracy(x, y):
+    \"\"\"'p% (k of n)': the share of examples whose highest output is their label.\"\"\"
+    with torch.no_grad():
+        right = int((model(x).argmax(dim=1) == y).sum())
+    return f"{100 * right / len(y):.2f}% ({right} of {len(y)})"
+"""
+        accuracy_print = """
+          f", train accuracy {accuracy(x_train, y_train)}"
+          f", test accuracy {accuracy(x_test, y_test)}\""""
     units = ""
     if not classification and c.target_scaling != "none":
         units = f" (in {c.target_scaling}d target units; x scale**2 for the original)"
@@ -474,7 +489,7 @@ batches = torch.Generator().manual_seed(10_007 * SEED + 17)  # the Lab's batch o
 def evaluate(x, y):
     with torch.no_grad():
         return loss_fn(model(x), y).item()
-
+{accuracy_code}
 
 print(f"before training: train {loss_name} {{evaluate(x_train, y_train):.8g}}, "
       f"test {loss_name} {{evaluate(x_test, y_test):.8g}}{units}")
@@ -493,7 +508,7 @@ for epoch in range(1, EPOCHS + 1):
             sys.exit(1)
         optimizer.step()
     print(f"epoch {{epoch}}: train {loss_name} {{evaluate(x_train, y_train):.8g}}, "
-          f"test {loss_name} {{evaluate(x_test, y_test):.8g}}")
+          f"test {loss_name} {{evaluate(x_test, y_test):.8g}}"{accuracy_print})
 """
     )
 
@@ -578,6 +593,12 @@ def keras_script(config: TrainConfig, upload: UploadedData | None = None) -> str
         if classification
         else '"mse"'
     )
+    # For the digits, Keras reports the share of digits named right beside the loss.
+    metrics = (
+        ', metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")]'
+        if classification
+        else ""
+    )
     tbptt_note = ""
     if c.is_recurrent and c.tbptt:
         tbptt_note = (
@@ -619,7 +640,7 @@ model = keras.Sequential([
 """
         + _keras_optimizer_code(c)
         + f"""
-model.compile(optimizer=optimizer, loss={loss})
+model.compile(optimizer=optimizer, loss={loss}{metrics})
 model.fit(
     x_train,
     y_train,
@@ -629,7 +650,7 @@ model.fit(
     callbacks=[keras.callbacks.TerminateOnNaN()],
     verbose=2,
 )
-print("final: train", model.evaluate(x_train, y_train, verbose=0),
+print("final{" [loss, accuracy]" if classification else ""}: train", model.evaluate(x_train, y_train, verbose=0),
       "test", model.evaluate(x_test, y_test, verbose=0))
 """
     )

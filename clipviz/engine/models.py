@@ -567,6 +567,27 @@ class RecurrentNet:
             loss, _ = self._loss_and_dout(self._forward(params, x), y, want_grad=False)
         return torch.from_numpy(loss)
 
+    def loss_and_accuracy(
+        self, params: torch.Tensor, x: torch.Tensor, y: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Loss per lane (N,) and, for class labels ``y``, the share of examples whose
+        highest output is the label (N,), from one forward pass.
+
+        The loss is computed exactly as ``loss`` computes it. A tie between the
+        highest outputs goes to the lower class, as ``torch.argmax`` does; an
+        output that is NaN never counts as right.
+        """
+        if not self.classification:
+            raise ValueError("accuracy needs a classification net")
+        with _one_blas_thread(), np.errstate(all="ignore"):
+            out = self._forward(params, x)  # (*L, O, B)
+            loss, _ = self._loss_and_dout(out, y, want_grad=False)
+            # argmax over the classes: NumPy returns the first maximum, like torch.
+            predicted = np.argmax(out, axis=-2)
+            right = (predicted == y.numpy()) & np.isfinite(out).all(axis=-2)
+            accuracy = right.mean(axis=-1)
+        return torch.from_numpy(loss), torch.from_numpy(np.asarray(accuracy).reshape(-1))
+
     def loss_and_grad(
         self,
         params: torch.Tensor,

@@ -81,6 +81,7 @@ class RunResult:
     # (train, test) whole-set losses measured when the result was taken, for a run
     # stopped between epochs; None: the last completed epoch's are the final ones.
     losses_now: tuple[float, float] | None = None
+    accuracies_now: tuple[float, float] | None = None  # likewise, for classification
 
     # ---- what happened ---------------------------------------------------
     @property
@@ -141,6 +142,24 @@ class RunResult:
             and final < LEARNED_FRACTION * self.mean_guess_test_loss
         )
 
+    @property
+    def final_train_accuracy(self) -> float:
+        """Classification: the share of training examples right at the end, in [0, 1]
+        (NaN for a regression, and once exploded)."""
+        return self._final_accuracy(0)
+
+    @property
+    def final_test_accuracy(self) -> float:
+        return self._final_accuracy(1)
+
+    def _final_accuracy(self, which: int) -> float:
+        if self.kind != "classification" or self.explosion is not None:
+            return math.nan
+        if self.accuracies_now is not None:
+            return float(self.accuracies_now[which])
+        values = self.epochs.get(("train_accuracy", "test_accuracy")[which], np.zeros(0))
+        return float(values[-1]) if values.size else math.nan
+
     # ---- units -----------------------------------------------------------
     def to_original_mse(self, mse: float | np.ndarray) -> float | np.ndarray:
         """An MSE in trained units, in the target's original units (identity for
@@ -170,6 +189,8 @@ class RunResult:
             "final_test_loss": _finite_or_none(self.final_test_mse),
             "max_grad_norm": _finite_or_none(self.max_grad_norm),
             "clipped_fraction": self.clipped_fraction,
+            "final_train_accuracy": _finite_or_none(self.final_train_accuracy),
+            "final_test_accuracy": _finite_or_none(self.final_test_accuracy),
             "learned": self.learned,
             "mean_guess_test_loss": _finite_or_none(
                 float(self.to_original_mse(self.mean_guess_test_loss))

@@ -10,7 +10,8 @@ Per step it records, for every lane: the loss, the gradient norm before and
 after clipping, whether and how much it clipped, the cosine between the
 gradient before and after, the per-layer gradient norms, the weight norm,
 the update-to-weight ratio and the largest gradient component. Per epoch:
-train and test loss on the whole sets. Arrays are preallocated for the whole
+train and test loss on the whole sets, and for a classification task (the
+``digits``) train and test accuracy. Arrays are preallocated for the whole
 run, so memory does not grow while playing.
 
 At the first non-finite loss, gradient or weight of a lane, the trainer
@@ -155,6 +156,9 @@ class Trainer:
         E = config.epochs
         self.epoch_train_loss = np.full((E, N), np.nan)
         self.epoch_test_loss = np.full((E, N), np.nan)
+        # Classification only (NaN otherwise): the share of examples classified right.
+        self.epoch_train_accuracy = np.full((E, N), np.nan)
+        self.epoch_test_accuracy = np.full((E, N), np.nan)
         self.epochs_done = 0
         self.alive = torch.ones(N, dtype=torch.bool)
         self.explosions: list[Explosion | None] = [None] * N
@@ -377,6 +381,31 @@ class Trainer:
                 losses.append(self.model.loss(self.params, xs, ys) * len(xs))
             return (torch.stack(losses).sum(0) / len(x)).double().numpy()
 
+    @property
+    def classifies(self) -> bool:
+        """True for a classification task (the digits), which has an accuracy."""
+        return self.data.kind == "classification"
+
+    def evaluate_accuracy(self, x: torch.Tensor, y: torch.Tensor) -> np.ndarray:
+        """Accuracy per lane on a whole set: the share of examples whose highest output
+        is their label, in [0, 1]. NaN for a regression task."""
+        if not self.classifies:
+            return np.full(self.n_lanes, np.nan)
+        return self._loss_and_accuracy(x, y)[1]
+
+    def _loss_and_accuracy(self, x: torch.Tensor, y: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """``evaluate``'s loss (the same numbers) and the accuracy, from one forward pass."""
+        with torch.no_grad():
+            losses, right = [], np.zeros(self.n_lanes)
+            chunk = 1024
+            for start in range(0, len(x), chunk):
+                xs, ys = x[start : start + chunk], y[start : start + chunk]
+                loss, accuracy = self.model.loss_and_accuracy(self.params, xs, ys)
+                losses.append(loss * len(xs))
+                right += np.rint(accuracy.numpy() * len(xs))  # whole examples
+            loss = (torch.stack(losses).sum(0) / len(x)).double().numpy()
+            return loss, right / len(x)
+
     def dead_units(self, lane: int = 0) -> list[tuple[str, int, int]]:
         """ReLU units that output 0 on every training row: (layer, dead, units) per layer.
 
@@ -408,9 +437,17 @@ class Trainer:
         e = self.epochs_done
         if e >= self.config.epochs:
             return
-        if self.evaluate_epochs:
-            self.epoch_train_loss[e] = self.evaluate(self.data.x_train, self.data.y_train)
-            self.epoch_test_loss[e] = self.evaluate(self.data.x_test, self.data.y_test)
+        data = self.data
+        if self.evaluate_epochs and self.classifies:
+            self.epoch_train_loss[e], self.epoch_train_accuracy[e] = self._loss_and_accuracy(
+                data.x_train, data.y_train
+            )
+            self.epoch_test_loss[e], self.epoch_test_accuracy[e] = self._loss_and_accuracy(
+                data.x_test, data.y_test
+            )
+        elif self.evaluate_epochs:
+            self.epoch_train_loss[e] = self.evaluate(data.x_train, data.y_train)
+            self.epoch_test_loss[e] = self.evaluate(data.x_test, data.y_test)
         if self.record == "full":
             self._note_dead_units()
         self.epochs_done += 1
@@ -440,7 +477,11 @@ class Trainer:
         train, test = self.epoch_train_loss[:e, lane], self.epoch_test_loss[:e, lane]
         if original_units and self.data.kind == "regression":
             train, test = self.data.to_original_mse(train), self.data.to_original_mse(test)
-        return {"epoch": np.arange(1, e + 1), "train_loss": train, "test_loss": test}
+        out = {"epoch": np.arange(1, e + 1), "train_loss": train, "test_loss": test}
+        if self.classifies:  # shares in [0, 1]
+            out["train_accuracy"] = self.epoch_train_accuracy[:e, lane]
+            out["test_accuracy"] = self.epoch_test_accuracy[:e, lane]
+        return out
 
     def final_losses(self, *, original_units: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """(train, test) loss per lane on the whole sets with the current weights."""
@@ -452,6 +493,15 @@ class Trainer:
         train[bad], test[bad] = np.nan, np.nan
         return train, test
 
+    def final_accuracies(self) -> tuple[np.ndarray, np.ndarray]:
+        """(train, test) accuracy per lane with the current weights; NaN for a regression
+        task and for lanes that exploded."""
+        train = self.evaluate_accuracy(self.data.x_train, self.data.y_train)
+        test = self.evaluate_accuracy(self.data.x_test, self.data.y_test)
+        bad = ~self.alive.numpy()
+        train[bad], test[bad] = np.nan, np.nan
+        return train, test
+
     def result(self, lane: int = 0, *, evaluate_now: bool = False) -> RunResult:
         """A lane's run so far, frozen into plain arrays (``RunResult``).
 
@@ -459,12 +509,15 @@ class Trainer:
         epochs at all), measure the whole-set losses of the current weights: the
         final losses of a run stopped there.
         """
-        losses_now = None
+        losses_now = accuracies_now = None
         unrecorded = self.step_count % self.batches_per_epoch or not self.evaluate_epochs
         if evaluate_now and unrecorded and self.step_count:
             train = self.evaluate(self.data.x_train, self.data.y_train)[lane]
             test = self.evaluate(self.data.x_test, self.data.y_test)[lane]
             losses_now = (float(train), float(test))
+            if self.data.kind == "classification":
+                accuracies = self.final_accuracies()
+                accuracies_now = (float(accuracies[0][lane]), float(accuracies[1][lane]))
         return RunResult(
             config=self.config,
             records=self.records(lane),
@@ -479,6 +532,7 @@ class Trainer:
             mean_guess_test_loss=self.data.mean_guess_test_loss,
             target_scale=float(self.data.target_scale),
             losses_now=losses_now,
+            accuracies_now=accuracies_now,
         )
 
     def memory_bytes(self) -> int:
@@ -493,7 +547,8 @@ class Trainer:
             "_hidden",
         )
         tensors += [t for t in (getattr(self, name, None) for name in optional) if t is not None]
-        return sum(t.numel() * t.element_size() for t in tensors) + self.epoch_train_loss.nbytes * 2
+        # Four (epochs, lanes) arrays: train and test loss, train and test accuracy.
+        return sum(t.numel() * t.element_size() for t in tensors) + self.epoch_train_loss.nbytes * 4
 
 
 def train(config: TrainConfig, **kwargs) -> Trainer:

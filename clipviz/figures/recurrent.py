@@ -9,6 +9,10 @@
   ``step_curves_figure`` draws the two nets of a comparison at one step.
 * ``loss_figure`` / ``grad_norm_figure`` / ``run_trace`` -- a ``NetRun`` (and its
   unclipped twin) through the app's shared training charts.
+* ``digits_curves_figure`` / ``digits_lr_figure`` -- the digits chapter: test loss
+  and accuracy per epoch over seeds (median and min-max band), and every seed's
+  final accuracy against the learning rate; ``study_*_figure`` draw a
+  ``clipviz.lessons.digits.Study``.
 
 Run colours follow ``style``: clipped runs blue, unclipped vermillion. Curves
 that are not runs (spectral radii) use the rest of the colour-blind-safe set.
@@ -28,6 +32,7 @@ from clipviz.figures import training
 from clipviz.figures.style import ACCENT, HEAT, NEUTRAL, THRESHOLD, base_layout, run_colour
 
 if TYPE_CHECKING:
+    from clipviz.lessons.digits import Study
     from clipviz.lessons.recurrent import NetRun
 
 MAX_ROWS = 400  # training steps drawn in a heatmap (more are thinned evenly)
@@ -258,3 +263,238 @@ def grad_norm_figure(run: NetRun, *, height: int = 340) -> go.Figure:
     """The shared gradient-norm chart for one net, with its unclipped twin if it has one."""
     fig = training.grad_norm_figure(_with_twin(run), revision=f"grad-{run.network}", height=height)
     return _legend_below(fig, f"{run.name}: gradient norm", len(fig.data))
+
+
+# ---- the digits chapter: clip-by-value over several seeds ----------------------------
+
+CHANCE_ACCURACY = 0.1  # guessing one of ten digits
+
+
+def _rgba(hex_colour: str, alpha: float) -> str:
+    r, g, b = (int(hex_colour[i : i + 2], 16) for i in (1, 3, 5))
+    return f"rgba({r},{g},{b},{alpha})"
+
+
+def _mode_name(clipped: bool, clip_value: float | None = None) -> str:
+    if not clipped:
+        return "no clipping"
+    return f"clip by value ±{clip_value:g}" if clip_value is not None else "clip by value"
+
+
+def _band_traces(
+    epochs: np.ndarray,
+    values: np.ndarray,
+    *,
+    clipped: bool,
+    name: str,
+    scale: float,
+    unit: str,
+    axes: tuple[str, str],
+    show_legend: bool,
+) -> list[dict]:
+    """A median line over a min-max band of per-seed curves (seeds x epochs)."""
+    colour = run_colour(clipped)
+    values = np.asarray(values, dtype=float) * scale
+    with np.errstate(all="ignore"):
+        low, high = np.nanmin(values, axis=0), np.nanmax(values, axis=0)
+        median = np.nanmedian(values, axis=0)
+    x, y = axes
+    group = name
+    band = {
+        "type": "scatter",
+        "x": np.concatenate([epochs, epochs[::-1]]),
+        "y": np.concatenate([high, low[::-1]]),
+        "fill": "toself",
+        "fillcolor": _rgba(colour, 0.18),
+        "line": {"width": 0},
+        "hoverinfo": "skip",
+        "legendgroup": group,
+        "showlegend": False,
+        "xaxis": x,
+        "yaxis": y,
+    }
+    line = {
+        "type": "scatter",
+        "x": epochs,
+        "y": median,
+        "mode": "lines+markers",
+        "name": name,
+        "legendgroup": group,
+        "showlegend": show_legend,
+        "line": {"color": colour, "width": 2.4},
+        "marker": {"size": 6},
+        "customdata": np.column_stack([low, high]),
+        "hovertemplate": f"{name}<br>epoch %{{x}}<br>median %{{y:.4g}}{unit}"
+        f"<br>min %{{customdata[0]:.4g}}{unit}, max %{{customdata[1]:.4g}}{unit}<extra></extra>",
+        "xaxis": x,
+        "yaxis": y,
+    }
+    return [band, line]
+
+
+def digits_curves_figure(
+    epochs: np.ndarray,
+    curves: Mapping[bool, Mapping[str, np.ndarray]],
+    *,
+    clip_value: float,
+    lr: float,
+    height: int = 400,
+) -> go.Figure:
+    """Test loss and test accuracy per epoch over seeds, clipped (blue) vs unclipped.
+
+    ``curves[clipped]`` holds per-seed arrays (seeds, epochs) under ``test_loss``
+    and ``test_accuracy`` (a share in [0, 1]). Each is drawn as its median over
+    the seeds on a band from the lowest to the highest seed.
+    """
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(
+        rows=1,
+        cols=2,
+        horizontal_spacing=0.1,
+        subplot_titles=("Test loss", "Test accuracy"),
+    )
+    data = []
+    for clipped in (False, True):
+        name = _mode_name(clipped, clip_value)
+        for key, scale, unit, axes, legend in (
+            ("test_loss", 1.0, "", ("x", "y"), True),
+            ("test_accuracy", 100.0, "%", ("x2", "y2"), False),
+        ):
+            data += _band_traces(
+                epochs,
+                curves[clipped][key],
+                clipped=clipped,
+                name=name,
+                scale=scale,
+                unit=unit,
+                axes=axes,
+                show_legend=legend,
+            )
+    fig.add_traces([go.Scatter(**trace) for trace in data])
+    base_layout(
+        fig,
+        title=f"Learning rate {lr:g}: median over seeds, band from lowest to highest",
+        height=height,
+    )
+    fig.update_xaxes(title_text="epoch", dtick=1)
+    fig.update_yaxes(title_text="cross-entropy (nats)", row=1, col=1, rangemode="tozero")
+    fig.update_yaxes(title_text="share of test digits right (%)", row=1, col=2, range=[0, 100])
+    fig.add_hline(
+        y=100 * CHANCE_ACCURACY,
+        line={"color": NEUTRAL, "dash": "dot", "width": 1},
+        annotation_text="guessing",
+        annotation_position="bottom right",
+        row=1,
+        col=2,
+    )
+    fig.update_layout(margin={"t": 90}, legend={"y": 1.12})
+    return fig
+
+
+def digits_lr_figure(
+    lrs: Sequence[float],
+    final_accuracy: Mapping[bool, Sequence[np.ndarray]],
+    *,
+    clip_value: float,
+    fail_accuracy: float,
+    height: int = 380,
+) -> go.Figure:
+    """Final test accuracy of every seed against the learning rate (log x), both modes.
+
+    ``final_accuracy[clipped][i]`` holds the per-seed shares at ``lrs[i]``. Dots
+    are seeds (the two modes nudged apart so they do not hide each other), lines
+    join the medians; dotted lines mark guessing and the failure line.
+    """
+    fig = go.Figure()
+    for clipped, nudge in ((False, 0.93), (True, 1.07)):
+        name = _mode_name(clipped, clip_value)
+        colour = run_colour(clipped)
+        xs, ys, seeds = [], [], []
+        for lr, values in zip(lrs, final_accuracy[clipped], strict=True):
+            values = 100 * np.asarray(values, dtype=float)
+            xs += [lr * nudge] * len(values)
+            ys += list(values)
+            seeds += list(range(len(values)))
+        fig.add_trace(
+            go.Scatter(
+                x=xs,
+                y=ys,
+                mode="markers",
+                name=f"{name}: one seed",
+                legendgroup=name,
+                marker={"color": colour, "size": 8, "opacity": 0.6, "symbol": "circle"},
+                customdata=np.column_stack([seeds, np.asarray(xs) / nudge]),
+                hovertemplate=f"{name}<br>learning rate %{{customdata[1]:g}}, seed "
+                "%{customdata[0]}<br>final test accuracy %{y:.1f}%<extra></extra>",
+            )
+        )
+        medians = [100 * float(np.median(v)) for v in final_accuracy[clipped]]
+        fig.add_trace(
+            go.Scatter(
+                x=[lr * nudge for lr in lrs],
+                y=medians,
+                mode="lines",
+                name=f"{name}: median",
+                legendgroup=name,
+                line={"color": colour, "width": 2.4},
+                customdata=list(lrs),
+                hovertemplate=f"{name}<br>learning rate %{{customdata:g}}<br>median "
+                "%{y:.1f}%<extra></extra>",
+            )
+        )
+    for level, text in ((fail_accuracy, "failed below this line"), (CHANCE_ACCURACY, "guessing")):
+        fig.add_hline(
+            y=100 * level,
+            line={
+                "color": THRESHOLD if level == fail_accuracy else NEUTRAL,
+                "dash": "dot",
+                "width": 1,
+            },
+            annotation_text=text,
+            annotation_position="bottom left",
+        )
+    base_layout(fig, title="Final test accuracy at each learning rate", height=height)
+    fig.update_xaxes(
+        type="log",
+        title_text="learning rate (log scale)",
+        tickvals=list(lrs),
+        ticktext=[f"{lr:g}" for lr in lrs],
+    )
+    fig.update_yaxes(title_text="share of test digits right (%)", range=[0, 100])
+    fig.update_layout(margin={"t": 80}, legend={"y": 1.08})
+    return fig
+
+
+def study_curves_figure(study: Study, *, height: int = 400) -> go.Figure:
+    """``digits_curves_figure`` of a digits study at the presets' learning rate."""
+    from clipviz.lessons.digits import preset_config
+
+    lr = study.base_lr
+    curves = {
+        mode == "value": {
+            "test_loss": study.at(lr, mode).test_loss,
+            "test_accuracy": study.at(lr, mode).test_accuracy,
+        }
+        for mode in ("none", "value")
+    }
+    epochs = study.at(lr, "none").epochs
+    clip_value = preset_config("value").clip_value
+    return digits_curves_figure(epochs, curves, clip_value=clip_value, lr=lr, height=height)
+
+
+def study_lr_figure(study: Study, *, height: int = 380) -> go.Figure:
+    """``digits_lr_figure`` of a digits study: every learning rate it ran."""
+    from clipviz.lessons.digits import FAIL_ACCURACY, preset_config
+
+    finals = {
+        mode == "value": [study.at(lr, mode).final("test_accuracy") for lr in study.lrs]
+        for mode in ("none", "value")
+    }
+    return digits_lr_figure(
+        study.lrs,
+        finals,
+        clip_value=preset_config("value").clip_value,
+        fail_accuracy=FAIL_ACCURACY,
+        height=height,
+    )

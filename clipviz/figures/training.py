@@ -410,6 +410,65 @@ def _loss_panel(traces: list[RunTrace], ax: _Axes, names: _Names) -> _Panel:
     return panel.add(_empty_note(traces, ax))
 
 
+def has_accuracy(traces: list[RunTrace]) -> bool:
+    """True when a run classifies (the digits): its epochs carry an accuracy."""
+    return any(len(t.epochs.get("test_accuracy", ())) for t in traces)
+
+
+def _accuracy_panel(traces: list[RunTrace], ax: _Axes, names: _Names) -> _Panel:
+    """Train and test accuracy per epoch (%), for runs that classify.
+
+    Drawn over the loss panel on its own right-hand axis (``ax.y``), in the
+    runs' colours, thinner than the losses and with open markers, so a rising
+    accuracy line is told apart from a falling loss line.
+    """
+    panel = _Panel()
+    shared = _shared_colour(traces)
+    for trace in traces:
+        epochs = trace.epochs
+        if not len(epochs.get("test_accuracy", ())):
+            continue
+        x = epochs["epoch"] * _batches_per_epoch(trace)
+        for key, name, dash, symbol in (
+            ("train_accuracy", "train accuracy (epoch, %)", "dot", "square-open"),
+            ("test_accuracy", "test accuracy (epoch, %)", "dashdot", "triangle-up-open"),
+        ):
+            entry = names(trace, name)
+            hover = entry.pop("hovername")
+            panel.data.append(
+                {
+                    "type": "scatter",
+                    "x": x,
+                    "y": 100 * finite_or_nan(epochs[key]),
+                    "mode": "lines+markers" if len(x) < 60 else "lines",
+                    **entry,
+                    "line": {"color": run_colour(trace.clipped), "dash": dash, "width": 1.6},
+                    "marker": {"symbol": symbol, "size": 7},
+                    "opacity": _opacity(trace, shared),
+                    "customdata": epochs["epoch"],
+                    "xaxis": ax.x,
+                    "yaxis": ax.y,
+                    "hovertemplate": f"{hover}<br>epoch %{{customdata}} (step %{{x}})"
+                    "<br>%{y:.2f}%<extra></extra>",
+                }
+            )
+    return panel
+
+
+def _accuracy_axis(overlaying: str, anchor: str) -> dict:
+    """The right-hand accuracy axis over a loss panel: 0 to 100%."""
+    return {
+        "title": {"text": "accuracy (%)", "standoff": 4},
+        "overlaying": overlaying,
+        "anchor": anchor,
+        "side": "right",
+        "range": [0, 100],
+        "ticksuffix": "%",
+        "showgrid": False,
+        "automargin": False,
+    }
+
+
 def _grad_panel(traces: list[RunTrace], ax: _Axes, names: _Names, *, label=True) -> _Panel:
     panel = _Panel()
     shared = _shared_colour(traces)
@@ -558,17 +617,29 @@ def _weights_panels(
 
 
 def loss_figure(traces: list[RunTrace], *, revision: str = "loss", height: int = 340) -> go.Figure:
-    """Training loss per step (thin line) and whole-set loss per epoch (markers), log y."""
-    panel = _loss_panel(traces, SINGLE, _Names(traces, per_style=False))
+    """Training loss per step (thin line) and whole-set loss per epoch (markers), log y.
+
+    For runs that classify, train and test accuracy per epoch on a right-hand axis (%).
+    """
+    names = _Names(traces, per_style=False)
+    panel = _loss_panel(traces, SINGLE, names)
+    accuracy = has_accuracy(traces)
+    axes = {}
+    if accuracy:
+        panel.add(_accuracy_panel(traces, _Axes("x", "y2"), names))
+        axes["yaxis2"] = _accuracy_axis("y", "x")
     loss_name = traces[0].loss_name if traces else "MSE"
     layout = _layout(
-        title="Loss",
+        title="Loss and accuracy" if accuracy else "Loss",
         revision=revision,
         height=height,
         panel=panel,
         xaxis=_step_axis(),
         yaxis=_log_axis(f"{loss_name} (log scale)"),
+        **axes,
     )
+    if accuracy:
+        layout["margin"] = {**layout["margin"], "r": 60}
     return _figure(panel.data, layout)
 
 
@@ -666,8 +737,10 @@ _NORM, _RATIO = (0.24, 0.42), (0.0, 0.18)
 def lab_figure(traces: list[RunTrace], *, revision: str = "lab", height: int = 860) -> go.Figure:
     """The four live charts of the Training Lab in one figure, on one shared step axis.
 
-    Loss (top left), gradient norm (top right), gradient norm per layer of
-    the first run (bottom left), weight norm over update size (bottom right).
+    Loss (top left; for runs that classify, with train and test accuracy per
+    epoch on a right-hand axis), gradient norm (top right), gradient norm per
+    layer of the first run (bottom left), weight norm over update size (bottom
+    right).
     Zooming the steps of one panel zooms them all. Runs are told apart by
     colour; each line style has one entry in the legend on top, which
     toggles it for every run.
@@ -685,6 +758,9 @@ def lab_figure(traces: list[RunTrace], *, revision: str = "lab", height: int = 8
         ]
     )
     panel.add(_loss_panel(traces, loss_ax, names))
+    accuracy = has_accuracy(traces)
+    if accuracy:  # the digits: accuracy over the loss, on its own axis (y6)
+        panel.add(_accuracy_panel(traces, _Axes("x", "y6"), names))
     panel.add(_grad_panel(traces, grad_ax, names, label=False))
     first = traces[0] if traces else RunTrace("", False, {})
     colorbar = {
@@ -699,7 +775,7 @@ def lab_figure(traces: list[RunTrace], *, revision: str = "lab", height: int = 8
     loss_name = traces[0].loss_name if traces else "MSE"
     layer_title = "Gradient norm per layer" + (f" ({first.label})" if len(traces) > 1 else "")
     for text, ax in (
-        ("Loss", loss_ax),
+        ("Loss and accuracy" if accuracy else "Loss", loss_ax),
         ("Gradient norm", grad_ax),
         (layer_title, layer_ax),
         ("Weights: norm and update size", norm_ax),
@@ -737,6 +813,8 @@ def lab_figure(traces: list[RunTrace], *, revision: str = "lab", height: int = 8
         xaxis5=_step_axis(domain=list(_RIGHT), anchor="y5", **step),
         yaxis5=_log_axis("‖Δw‖ / ‖w‖ (log)", domain=list(_RATIO), anchor="x5"),
     )
+    if accuracy:
+        layout["yaxis6"] = _accuracy_axis("y", "x")
     if _no_steps(traces):  # empty log axes: decades only, no 2s and 5s
         for name in ("yaxis", "yaxis2", "yaxis4", "yaxis5"):
             layout[name]["dtick"] = 1
