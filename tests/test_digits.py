@@ -291,11 +291,12 @@ def test_study_refuses_a_bad_seed_count():
 
 
 def test_lab_chart_draws_accuracy_on_its_own_axis_for_the_digits():
-    pair = TwinRun(PRESETS["digits_lstm_clipvalue"].config.replace(epochs=2))
+    clipped = PRESETS["digits_lstm_clipvalue"].config.replace(epochs=2)
+    pair = LabRun(clipped, clipped.replace(clip_mode="none"))
     pair.step(10_000)
     traces = [
-        RunTrace.from_trainer(pair.primary, "clip"),
-        RunTrace.from_trainer(pair.twin, "none", secondary=True),
+        RunTrace.from_result(pair.primary.result(), "clip"),
+        RunTrace.from_result(pair.twin.result(), "none", secondary=True),
     ]
     for figure, axis in ((lab_figure(traces), "y6"), (loss_figure(traces), "y2")):
         accuracy = [t for t in figure.data if t.yaxis == axis]
@@ -309,7 +310,7 @@ def test_lab_chart_draws_accuracy_on_its_own_axis_for_the_digits():
         assert {t.line.color for t in accuracy} == {"#0072B2", "#D55E00"}
     # Regression runs draw no accuracy axis.
     mlp = Trainer(DEFAULT.replace(epochs=1)).run()
-    assert "yaxis6" not in lab_figure([RunTrace.from_trainer(mlp)]).layout.to_plotly_json()
+    assert "yaxis6" not in lab_figure([RunTrace.from_result(mlp.result())]).layout.to_plotly_json()
 
 
 def test_chapter_figures_draw_median_and_band():
