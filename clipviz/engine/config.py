@@ -23,7 +23,20 @@ from clipviz.engine import budget
 NETWORKS = ("mlp", "lstm", "rnn")
 OPTIMIZERS = ("sgd", "adam")
 TARGET_SCALINGS = ("none", "standardize", "normalize")
-CLIP_MODES = ("none", "norm", "norm_per_tensor", "value", "norm_value", "layerwise_value")
+CLIP_MODES = (
+    "none",
+    "norm",
+    "norm_per_tensor",
+    "value",
+    "norm_value",
+    "layerwise_value",
+    "autoclip",
+    "agc",
+    "zclip",
+)
+# The adaptive rules, and the setting of each that its stability map varies.
+ADAPTIVE_MODES = ("autoclip", "agc", "zclip")
+RULE_PARAMETER = {"autoclip": "autoclip_percentile", "agc": "agc_lambda", "zclip": "zclip_z"}
 ACTIVATIONS = ("relu", "tanh")
 TASKS = ("adding", "digits")
 
@@ -34,6 +47,7 @@ MAX_WIDTH = 512
 MAX_DEPTH = 12
 MAX_HIDDEN = 256
 MAX_BATCH = 1000
+MAX_ZCLIP_WARMUP = 1000  # ZClip keeps its warm-up norms: (warm-up, lanes) numbers
 
 CLIP_MODE_LABELS = {
     "none": "no clipping",
@@ -42,6 +56,9 @@ CLIP_MODE_LABELS = {
     "value": "clip by value (clip_grad_value_)",
     "norm_value": "global norm, then value (Keras 2.2 order)",
     "layerwise_value": "value ranges per layer (Graves 2013)",
+    "autoclip": "AutoClip: norm at a percentile of past norms (Seetharaman et al. 2020)",
+    "agc": "adaptive clipping per unit, AGC (Brock et al. 2021)",
+    "zclip": "ZClip: clip norm spikes by z-score (Kumar et al. 2025)",
 }
 
 
@@ -73,6 +90,49 @@ class TrainConfig:
     clip_value_output: float = field(
         default=100.0,
         metadata=_meta(float, "clip value of the output layer (layerwise_value)", gt=0.0, le=1e9),
+    )
+    # The adaptive rules (clipviz.engine.clipping).
+    autoclip_percentile: float = field(
+        default=10.0,
+        metadata=_meta(
+            float, "AutoClip: percentile of the norms so far to clip at", gt=0.0, le=100.0
+        ),
+    )
+    agc_lambda: float = field(
+        default=0.01,
+        metadata=_meta(
+            float, "AGC: clip factor lambda (unit gradient / unit weight norm)", gt=0.0, le=100.0
+        ),
+    )
+    agc_eps: float = field(
+        default=1e-3,
+        metadata=_meta(
+            float, "AGC: smallest weight norm a unit is measured with", gt=0.0, le=100.0
+        ),
+    )
+    zclip_alpha: float = field(
+        default=0.97,
+        metadata=_meta(
+            float, "ZClip: EMA smoothing of the norm's mean and variance", gt=0.0, lt=1.0
+        ),
+    )
+    zclip_z: float = field(
+        default=2.5,
+        metadata=_meta(float, "ZClip: z-score above which a norm is a spike", gt=0.0, le=1000.0),
+    )
+    zclip_warmup: int = field(
+        default=25,
+        metadata=_meta(
+            int, "ZClip: steps collected before the EMA starts", ge=1, le=MAX_ZCLIP_WARMUP
+        ),
+    )
+    zclip_cap: bool = field(
+        default=False,
+        metadata=_meta(bool, "ZClip: also cap the norm at clip_norm (its max_grad_norm)"),
+    )
+    skip_nonfinite: bool = field(
+        default=False,
+        metadata=_meta(bool, "skip a step whose loss or gradient is not finite"),
     )
     seed: int = field(default=1, metadata=_meta(int, "random seed", ge=0, le=2**31 - 1))
     weight_decay: float = field(
@@ -133,6 +193,16 @@ class TrainConfig:
             keys.append("clip_value")
         if self.clip_mode == "layerwise_value":
             keys.append("clip_value_output")
+        if self.clip_mode == "autoclip":
+            keys.append("autoclip_percentile")
+        elif self.clip_mode == "agc":
+            keys += ["agc_lambda", "agc_eps"]
+        elif self.clip_mode == "zclip":
+            keys += ["zclip_alpha", "zclip_z", "zclip_warmup", "zclip_cap"]
+            if self.zclip_cap:  # ZClip's optional hard cap is the usual clip_norm
+                keys.append("clip_norm")
+        if self.skip_nonfinite:  # off is the default, so links without it mean off
+            keys.append("skip_nonfinite")
         keys.append("weight_decay")
         if self.network == "mlp":
             keys += ["target_scaling", "depth", "width", "activation"]
@@ -157,8 +227,17 @@ class TrainConfig:
             parts.append(f"clip value {self.clip_value:g}")
         elif self.clip_mode == "norm_value":
             parts.append(f"clip norm {self.clip_norm:g} + value {self.clip_value:g}")
-        else:
+        elif self.clip_mode == "layerwise_value":
             parts.append(f"clip value {self.clip_value:g} / output {self.clip_value_output:g}")
+        elif self.clip_mode == "autoclip":
+            parts.append(f"AutoClip at the {self.autoclip_percentile:g}th percentile")
+        elif self.clip_mode == "agc":
+            parts.append(f"AGC lambda {self.agc_lambda:g}")
+        else:
+            cap = f", cap {self.clip_norm:g}" if self.zclip_cap else ""
+            parts.append(f"ZClip z {self.zclip_z:g}{cap}")
+        if self.skip_nonfinite:
+            parts.append("skipping non-finite steps")
         if self.target_scaling != "none" and "target_scaling" in self.relevant_keys():
             parts.append(f"{self.target_scaling}d target")
         return ", ".join(parts)
@@ -301,6 +380,8 @@ DEFAULT = TrainConfig()
 
 
 def format_value(value: Any) -> str:
+    if isinstance(value, bool):  # URL and command-line spelling: true / false
+        return "true" if value else "false"
     if isinstance(value, float):
         return f"{value:g}" if abs(value) >= 1e-4 or value == 0 else repr(value)
     return str(value)

@@ -16,7 +16,10 @@ run, so memory does not grow while playing.
 At the first non-finite loss, gradient or weight of a lane, the trainer
 records ``exploded_at`` (the 1-based step) and what went non-finite first
 (quantity and layer). A single-lane run stops there; in a multi-lane run the
-other lanes go on. ``TwinRun`` steps two trainers in lock-step (same init,
+other lanes go on. With ``skip_nonfinite`` such a step is skipped instead --
+weights, optimizer state and the clipping rule's state untouched, as
+``torch.amp.GradScaler`` and ``optax.apply_if_finite`` do -- and only
+``SKIP_LIMIT`` skipped steps in a row end a lane's run. ``TwinRun`` steps two trainers in lock-step (same init,
 same batches) for a clipped-vs-unclipped comparison.
 """
 
@@ -29,7 +32,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from clipviz.engine.clipping import rule_for
+from clipviz.engine.clipping import AGC, global_norm, rule_for
 from clipviz.engine.config import TrainConfig
 from clipviz.engine.data import Dataset, dataset_for
 from clipviz.engine.models import build_model
@@ -48,7 +51,13 @@ STEP_FIELDS = (
     "update_ratio",
     "max_abs_grad",
     "above_one_fraction",  # share of the applied (clipped) gradient's components with |g| > 1
+    "clip_threshold",  # the threshold the rule used (clipping.ClipRule.threshold); NaN: none
+    "skipped",  # 1: the step was skipped (skip_nonfinite), nothing was applied
+    "units_clipped_fraction",  # AGC: the share of all units it clipped (NaN for other rules)
 )
+# With skip_nonfinite, this many skipped steps in a row end a lane's run: more
+# than an epoch of the presets' 16 batches, so every batch has been tried.
+SKIP_LIMIT = 20
 
 
 @dataclass(frozen=True)
@@ -56,7 +65,7 @@ class Explosion:
     """Where and how a lane's run went non-finite."""
 
     step: int  # 1-based optimizer step
-    quantity: str  # "loss", "gradient" or "weights"
+    quantity: str  # "loss", "gradient", "weights" or "skipping" (too many skipped steps)
     layer: str | None  # the first layer where it happened (None for the loss)
     grad_norm_before: float | None  # the gradient norm of the last finite step
     # The largest |component| of the gradient at the step, when it is known to be
@@ -64,6 +73,12 @@ class Explosion:
     largest_component: float | None = None
 
     def describe(self) -> str:
+        if self.quantity == "skipping":
+            return (
+                f"{SKIP_LIMIT} steps in a row were skipped because the loss or the gradient "
+                "was not finite: the weights stay where every batch overflows, so skipping "
+                "cannot bring the run back"
+            )
         where = f" in layer '{self.layer}'" if self.layer else ""
         if self.quantity == "gradient" and self.largest_component is not None:
             return (
@@ -94,6 +109,7 @@ class Trainer:
         clip_norm: torch.Tensor | np.ndarray | None = None,
         clip_value: torch.Tensor | np.ndarray | None = None,
         target_multiplier: torch.Tensor | np.ndarray | None = None,
+        clip_param: torch.Tensor | np.ndarray | None = None,
         record: Literal["full", "summary"] = "full",
         hidden_grads: bool = False,
         dataset: Dataset | None = None,
@@ -102,7 +118,8 @@ class Trainer:
         """``evaluate_epochs=False`` skips the whole-set train and test losses
         after every epoch (``epoch_records`` then holds NaN): a sweep of many
         lanes needs only the final losses, and those evaluations would cost it
-        as much as the training itself."""
+        as much as the training itself. ``clip_param`` gives each lane its own
+        value of the adaptive rule's setting (``config.RULE_PARAMETER``)."""
         self.config = config.validated()
         self.evaluate_epochs = evaluate_epochs
         self.n_lanes = n_lanes
@@ -129,6 +146,8 @@ class Trainer:
             config,
             clip_norm=None if clip_norm is None else lane_values(clip_norm, config.clip_norm),
             clip_value=None if clip_value is None else lane_values(clip_value, config.clip_value),
+            # float64, so that a lane's percentile or z is exactly its single run's
+            clip_param=None if clip_param is None else _lane_float64(clip_param, n_lanes),
         )
 
         init_gen = torch.Generator().manual_seed(config.seed)
@@ -145,6 +164,15 @@ class Trainer:
         self._neg_lr = -self.lr
         self.second_moment = torch.zeros_like(self.params) if config.optimizer == "adam" else None
         self._batch_gen = torch.Generator().manual_seed(10_007 * config.seed + 17)
+        # skip_nonfinite: skipped steps per lane, in total and in a row; with Adam each
+        # lane counts its own optimizer steps (a skipped step is no step, as in torch).
+        self.skipped_steps = torch.zeros(n_lanes, dtype=torch.int64)
+        self._skips_in_a_row = torch.zeros(n_lanes, dtype=torch.int64)
+        self._adam_steps = (
+            torch.zeros(n_lanes, dtype=torch.float64)
+            if config.skip_nonfinite and config.optimizer == "adam"
+            else None
+        )
 
         n = self.data.n_train
         self.batches_per_epoch = math.ceil(n / config.batch_size)
@@ -160,6 +188,12 @@ class Trainer:
             self._stats = torch.full((S, len(STEP_FIELDS), N), math.nan)
             self._layer_norms = torch.full((S, L, N), math.nan)
             self._layer_norms_after = torch.full((S, L, N), math.nan)
+            self._threshold = torch.full((S, N), math.nan)
+            self._skipped = torch.zeros(S, N)
+            self._units = torch.full((S, N), math.nan)  # AGC's overall share of units clipped
+            self._layer_units = (
+                torch.full((S, L, N), math.nan) if isinstance(self.rule, AGC) else None
+            )
             chunk = max(1, min(self.batches_per_epoch, self.CHUNK_BYTES // (4 * 4 * P * N)))
             self._raw = torch.zeros(4, chunk, P, N)  # grad before, grad after, update, weights
         self._chunk_start = 0  # first step whose raw tensors are not yet summarised
@@ -249,12 +283,31 @@ class Trainer:
         k = s - self._chunk_start
         if full:
             self._raw[0, k] = self.grad
-        total = self.rule.clip_(self.grad, self.layout)
+        skip = None
+        if self.config.skip_nonfinite:
+            # The test of GradScaler and optax.apply_if_finite, on the loss and on the
+            # gradient's global norm (which also catches a float32 overflow of the norm).
+            bad = ~(torch.isfinite(loss) & torch.isfinite(global_norm(self.grad)))
+            skip = bad if bool(bad.any()) else None
+            kept = None if skip is None else self._state_of(skip)
+        total = self.rule.clip_(self.grad, self.layout, weights=self.params, skip=skip)
+        if full:
+            self._threshold[s] = self.rule.threshold(self.n_lanes)
+            if isinstance(self.rule, AGC):
+                self._layer_units[s] = self.rule.layer_units_clipped(self.layout)
+                self._units[s] = self.rule.share_of_units_clipped()
+        if self._adam_steps is not None:
+            self._adam_steps += 1 if skip is None else (~skip).double()
+        t = s + 1 if self._adam_steps is None else self._adam_steps
         if self._fused_sgd:
             self._sgd_step_lanes()
         else:
-            update = self._update_direction(s + 1).mul_(self.lr)  # params -= lr * direction
+            update = self._update_direction(t).mul_(self.lr)  # params -= lr * direction
             self.params.sub_(update)
+        if skip is not None:
+            self._restore_state(skip, kept)
+            if not self._fused_sgd:
+                update[:, skip] = 0.0  # nothing was applied
         if full:
             self._raw[1, k] = self.grad
             self._raw[2, k] = update
@@ -262,14 +315,47 @@ class Trainer:
         self._loss[s] = loss
         self._grad_norm[s] = total
         self.step_count = s + 1
+        if self.config.skip_nonfinite:
+            self._count_skips(s, skip)
         # PyTorch's test for a non-finite gradient: its total norm is not finite.
-        if not bool(torch.isfinite(self._loss[s]).all() & torch.isfinite(total).all()):
+        # (With skip_nonfinite, every such lane was skipped instead.)
+        if skip is None and not bool(
+            torch.isfinite(self._loss[s]).all() & torch.isfinite(total).all()
+        ):
             self._flush()
             self._find_explosions(s)
         elif full and k + 1 == self._raw.shape[1]:
             self._flush()
         if self.step_count % self.batches_per_epoch == 0:
             self._end_epoch()
+
+    def _state_of(self, lanes: torch.Tensor) -> list[torch.Tensor]:
+        """Copies of the weights and optimizer state of ``lanes`` (a skipped step's)."""
+        state = [self.params, self.velocity, self.second_moment]
+        return [t[:, lanes].clone() for t in state if t is not None]
+
+    def _restore_state(self, lanes: torch.Tensor, kept: list[torch.Tensor]) -> None:
+        state = [t for t in (self.params, self.velocity, self.second_moment) if t is not None]
+        for tensor, saved in zip(state, kept, strict=True):
+            tensor[:, lanes] = saved
+
+    def _count_skips(self, s: int, skip: torch.Tensor | None) -> None:
+        """Count the skipped steps (0-based step ``s``); end lanes that skip too long."""
+        if skip is None:
+            self._skips_in_a_row.zero_()
+            return
+        self.skipped_steps += skip
+        self._skips_in_a_row = torch.where(skip, self._skips_in_a_row + 1, 0)
+        if self.record == "full":
+            self._skipped[s] = skip.float()
+            self._threshold[s, skip] = math.nan  # the rule did not run for them
+        ended = skip & (self._skips_in_a_row >= SKIP_LIMIT) & self.alive
+        for lane in torch.nonzero(ended).flatten().tolist():
+            norms = self._grad_norm[: s + 1, lane]
+            finite = norms[torch.isfinite(norms)]
+            before = float(finite[-1]) if finite.numel() else None
+            self.explosions[lane] = Explosion(s + 1, "skipping", None, before)
+        self.alive &= ~ended
 
     def _sgd_step_lanes(self) -> None:
         """SGD with momentum for many lanes without per-step records, fused.
@@ -286,7 +372,7 @@ class Trainer:
         else:
             self.params.addcmul_(self.grad, self._neg_lr)
 
-    def _update_direction(self, t: int) -> torch.Tensor:
+    def _update_direction(self, t: int | torch.Tensor) -> torch.Tensor:
         """The optimizer's step direction (before the learning rate).
 
         SGD with momentum in PyTorch's form v = m v + g (Keras's v = m v - lr g
@@ -304,8 +390,11 @@ class Trainer:
         b1, b2 = ADAM_BETAS
         self.velocity.mul_(b1).add_(self.grad, alpha=1 - b1)
         self.second_moment.mul_(b2).addcmul_(self.grad, self.grad, value=1 - b2)
-        denom = (self.second_moment / (1 - b2**t)).sqrt_().add_(ADAM_EPS)
-        return self.velocity / (1 - b1**t) / denom
+        correct1, correct2 = 1 - b1**t, 1 - b2**t
+        if isinstance(t, torch.Tensor):  # per-lane step counts (skip_nonfinite), as float32
+            correct1, correct2 = correct1.float(), correct2.float()
+        denom = (self.second_moment / correct2).sqrt_().add_(ADAM_EPS)
+        return self.velocity / correct1 / denom
 
     def _flush(self) -> None:
         """Summarise the raw tensors of the steps since the last flush, in one pass."""
@@ -342,9 +431,24 @@ class Trainer:
                 torch.linalg.vector_norm(update, dim=1) / weight_norm,
                 torch.linalg.vector_norm(before, ord=math.inf, dim=1),
                 (~(after.abs() <= 1)).float().mean(dim=1),  # NaN counts as above
+                self._threshold[start:stop],
+                self._skipped[start:stop],
+                self._units[start:stop],
             ],
             dim=1,
         )
+        skipped = self._skipped[start:stop].bool()
+        if bool(skipped.any()):  # nothing was applied: no clipping, no applied gradient
+            for name, value in (
+                ("grad_norm_after", math.nan),
+                ("clip_scale", math.nan),
+                ("clipped", 0.0),
+                ("clipped_fraction", 0.0),
+                ("cosine", math.nan),
+                ("above_one_fraction", math.nan),
+            ):
+                i = STEP_FIELDS.index(name)
+                self._stats[start:stop, i] = torch.where(skipped, value, self._stats[start:stop, i])
         self._layer_norms[start:stop] = layer_sq.sqrt()
         self._layer_norms_after[start:stop] = layer_sq_after.sqrt()
 
@@ -451,6 +555,8 @@ class Trainer:
                 out[name] = values[:, i]
             out["layer_grad_norm"] = self._layer_norms[:s, :, lane].double().numpy()
             out["layer_grad_norm_after"] = self._layer_norms_after[:s, :, lane].double().numpy()
+            if self._layer_units is not None:  # AGC: the share of each layer's units clipped
+                out["layer_units_clipped"] = self._layer_units[:s, :, lane].double().numpy()
         else:
             out["loss"] = self._loss[:s, lane].double().numpy()
             out["grad_norm"] = self._grad_norm[:s, lane].double().numpy()
@@ -492,6 +598,7 @@ class Trainer:
             final_test_loss=float(test[lane]),
             max_grad_norm=float(finite_norms.max()) if finite_norms.size else math.nan,
             clipped_fraction=float(np.nanmean(clipped)) if clipped.size else 0.0,
+            skipped_steps=int(self.skipped_steps[lane]),
         )
 
     def memory_bytes(self) -> int:
@@ -502,6 +609,10 @@ class Trainer:
             "_stats",
             "_layer_norms",
             "_layer_norms_after",
+            "_threshold",
+            "_skipped",
+            "_units",
+            "_layer_units",
             "_raw",
             "_hidden",
         )
@@ -521,6 +632,7 @@ class RunSummary:
     final_test_loss: float
     max_grad_norm: float
     clipped_fraction: float  # fraction of steps at which clipping changed the gradient
+    skipped_steps: int = 0  # steps skipped for a non-finite loss or gradient (skip_nonfinite)
 
     def as_dict(self) -> dict:
         def clean(v):
@@ -535,6 +647,7 @@ class RunSummary:
             "final_test_loss": clean(self.final_test_loss),
             "max_grad_norm": clean(self.max_grad_norm),
             "clipped_fraction": self.clipped_fraction,
+            "skipped_steps": self.skipped_steps,
         }
 
 
@@ -563,6 +676,13 @@ class TwinRun:
         so stepping each by ``n`` in turn gives exactly the records that
         alternating single steps would, at a fraction of the cost."""
         return max(self.primary.step(n), self.twin.step(n))
+
+
+def _lane_float64(values: torch.Tensor | np.ndarray, n_lanes: int) -> torch.Tensor:
+    t = torch.as_tensor(np.asarray(values, dtype=np.float64)).reshape(-1)
+    if t.numel() != n_lanes:
+        raise ValueError(f"expected {n_lanes} lane values, got {t.numel()}")
+    return t
 
 
 def train(config: TrainConfig, **kwargs) -> Trainer:
