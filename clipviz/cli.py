@@ -67,6 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
             metavar=f.metadata["kind"].__name__.upper(),
             help=f.metadata["help"],
         )
+    p.add_argument(
+        "--records",
+        metavar="FILE.csv",
+        default=None,
+        help="also write the per-step records there as CSV (clipviz.engine.records)",
+    )
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("worked", help="clip one vector by value or by norm, step by step")
@@ -91,7 +97,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--clip_modes",
         dest="clip_modes",
         default="norm",
-        help="comma-separated maps to compute, from none, norm, value (default: norm)",
+        help=(
+            f"comma-separated maps to compute, from {', '.join(sweep.MAP_CLIP_MODES)} "
+            "(default: norm); an adaptive rule's rows are its own setting "
+            "(AutoClip's percentile, AGC's lambda, ZClip's z)"
+        ),
     )
     for name, what in (("lr", "learning rate"), ("threshold", "clip threshold")):
         for end in ("min", "max"):
@@ -257,13 +267,29 @@ def cmd_train(args) -> str:
     from clipviz.engine.trainer import Trainer
 
     config = config_from_args(args)
-    summary = Trainer(config).run().summary()
+    out = _open_for_writing(args.records) if args.records else None
+    trainer = Trainer(config).run()
+    if out is not None:
+        from clipviz.app.export import records_csv
+
+        with out:
+            out.write(records_csv(trainer))
+    summary = trainer.summary()
     document = summary.as_dict()
     if args.json:
         return _json(document)
     lines = [f"{config.label()}"]
     lines += [f"  {k:<18} {_fmt(v)}" for k, v in document.items() if k != "config"]
     return "\n".join(lines)
+
+
+def _open_for_writing(path: str):
+    """The file ``--records`` names, opened before training so a bad path fails at once."""
+    try:
+        return open(path, "w", newline="", encoding="utf-8")  # noqa: SIM115 (closed by the caller)
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise UsageError(f"argument --records: cannot write {path!r}: {reason}") from None
 
 
 def cmd_worked(args) -> str:
@@ -367,17 +393,23 @@ def summary_table(result: sweep.SweepResult) -> str:
             "diverged",
             "best train MSE",
             "at lr",
-            "threshold",
+            "threshold / setting",
         ],
         rows,
     )
     spec, base = result.spec, result.base
     per_network_ms = 1000 * result.seconds / result.networks
+    ranges = [f"threshold {spec.thresholds[0]:.3g}..{spec.thresholds[-1]:.3g}"]
+    ranges += [
+        f"{m.row_key} {m.thresholds[0]:.3g}..{m.thresholds[-1]:.3g}"
+        for mode, m in result.maps.items()
+        if mode in sweep.PARAMETER_RANGE
+    ]
     return (
         f"{spec.network.upper()}, {spec.grid} x {spec.grid} grid, {base.epochs} epochs "
         f"({result.steps} steps each), seed {spec.seed}\n"
         f"lr {result.maps[next(iter(result.maps))].lrs[0]:.3g}..{spec.lrs[-1]:.3g}, "
-        f"threshold {spec.thresholds[0]:.3g}..{spec.thresholds[-1]:.3g} (log grids)\n\n"
+        f"{', '.join(ranges)} (log grids)\n\n"
         f"{body}\n\n"
         f"{result.networks} networks in {result.seconds:.2f} s "
         f"({per_network_ms:.2f} ms per network)\n"
