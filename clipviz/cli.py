@@ -113,6 +113,14 @@ def build_parser() -> argparse.ArgumentParser:
                 default=None,
                 help=f"{'lowest' if end == 'min' else 'highest'} {what} of the log grid",
             )
+    p.add_argument(
+        "--zclip-cap",
+        "--zclip_cap",
+        dest="zclip_cap",
+        type=float,
+        default=None,
+        help="cap the zclip map's norms at this value as well (ZClip's max_grad_norm; default off)",
+    )
     p.add_argument("--seed", type=_positive_int("--seed", 0, 2**31 - 1), default=1)
     p.add_argument("--threads", type=_positive_int("--threads", 1, 2), default=None)
     p.add_argument("--json", action="store_true")
@@ -348,6 +356,7 @@ def spec_from_args(args) -> sweep.SweepSpec:
             given("threshold_max", sweep.THRESHOLD_RANGE[1]),
         ),
         seed=given("seed", 1),
+        zclip_cap=given("zclip_cap", None),
     )
     return spec.validated()
 

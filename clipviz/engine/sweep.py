@@ -123,6 +123,7 @@ class SweepSpec:
     lr_range: tuple[float, float] | None = None
     threshold_range: tuple[float, float] = THRESHOLD_RANGE
     seed: int = 1
+    zclip_cap: float | None = None  # ZClip's optional hard cap (its max_grad_norm); None: off
 
     @property
     def lrs(self) -> np.ndarray:
@@ -145,7 +146,10 @@ class SweepSpec:
 
     @property
     def base(self) -> TrainConfig:
-        return base_config(self.network, epochs=self.epochs, seed=self.seed)
+        config = base_config(self.network, epochs=self.epochs, seed=self.seed)
+        if self.zclip_cap is not None:  # the cap is the usual clip_norm (the norm map sets its own)
+            config = config.replace(zclip_cap=True, clip_norm=float(self.zclip_cap))
+        return config
 
     def lanes(self, clip_mode: str) -> int:
         return self.grid if clip_mode == "none" else self.grid * self.grid
@@ -175,6 +179,12 @@ class SweepSpec:
             raise SweepError("clip-modes", "a clip mode is named twice")
         _check_range("lr", self.lr_range or LR_RANGE[self.network], 1e-8, 100.0)
         _check_range("threshold", self.threshold_range, 1e-8, 1e9)
+        if self.zclip_cap is not None and not (
+            math.isfinite(self.zclip_cap) and 1e-8 <= self.zclip_cap <= 1e9
+        ):
+            raise SweepError(
+                "zclip-cap", f"must be a number from 1e-08 to 1e+09, got {self.zclip_cap:g}"
+            )
         if self.seed < 0 or self.seed > 2**31 - 1:
             raise SweepError("seed", f"must be between 0 and {2**31 - 1}, got {self.seed}")
         problems = self.base.problems()
