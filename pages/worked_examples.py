@@ -362,13 +362,13 @@ def _torch_check(results: list[worked.WorkedResult]) -> None:
 
 
 @st.cache_resource(show_spinner=False, max_entries=512)
-def _agc_figure(result: adaptive.AgcResult, focus: int | None):
-    return figures.agc_figure(result, focus)
+def _agc_figure(result: adaptive.AgcResult, step_index: int):
+    return figures.agc_figure(result, step_index)
 
 
 @st.cache_resource(show_spinner=False, max_entries=512)
-def _history_figure(result: adaptive.HistoryResult, focus: int | None):
-    return figures.history_figure(result, focus)
+def _history_figure(result: adaptive.HistoryResult, step_index: int):
+    return figures.history_figure(result, step_index)
 
 
 def _restore_rules(keys: tuple[str, ...]) -> None:
@@ -376,7 +376,7 @@ def _restore_rules(keys: tuple[str, ...]) -> None:
         st.session_state[key] = RULE_DEFAULTS[key]
 
 
-def _rule_stepper(result, prefix: str, figure: Callable[[Any, int | None], Any]) -> None:
+def _rule_stepper(result, prefix: str, figure: Callable[[Any, int], Any]) -> None:
     """Back / Next through an adaptive rule's ``steps``, with its figure."""
     step_key, signature_key = f"{prefix}_step", f"{prefix}_signature"
     st.session_state.setdefault(step_key, 0)
@@ -417,7 +417,7 @@ def _rule_stepper(result, prefix: str, figure: Callable[[Any, int | None], Any])
     with st.container(border=True):
         st.latex(step.latex)
         st.markdown(step.sentence)
-    st.plotly_chart(figure(result, step.focus), key=f"{prefix}_chart")
+    st.plotly_chart(figure(result, k), key=f"{prefix}_chart")
 
 
 def _agc_inputs() -> tuple[tuple, tuple, float, float]:
@@ -426,13 +426,13 @@ def _agc_inputs() -> tuple[tuple, tuple, float, float]:
         left.text_area(
             "Weights W (one row per unit; rows separated by ';' or new lines)",
             key="worked_agc_w",
-            height=110,
+            height=140,
             help=f"Up to {adaptive.MAX_UNITS} rows of up to {adaptive.MAX_INPUTS} numbers",
         )
         right.text_area(
             "Gradient G (the same shape)",
             key="worked_agc_g",
-            height=110,
+            height=140,
             help="One row per unit, as many numbers per row as W",
         )
         lam_col, eps_col, restore_col = st.columns([1, 1, 2], vertical_alignment="bottom")
@@ -448,10 +448,10 @@ def _agc_inputs() -> tuple[tuple, tuple, float, float]:
         )
         show_matrix = adaptive.format_matrix
         w = _read(
-            "worked_agc_w", "worked_good_agc_w", adaptive.parse_matrix, "Weights", show_matrix
+            "worked_agc_w", "worked_good_agc_w", adaptive.parse_weights, "Weights", show_matrix
         )
         g = _read(
-            "worked_agc_g", "worked_good_agc_g", adaptive.parse_matrix, "Gradient", show_matrix
+            "worked_agc_g", "worked_good_agc_g", adaptive.parse_gradient, "Gradient", show_matrix
         )
         lam = _read(
             "worked_agc_lambda", "worked_good_agc_lambda", worked.parse_threshold, "λ",
@@ -561,7 +561,7 @@ def _history() -> None:
             "differs: it clips each tensor on its own by default and uses only the norms "
             "before the current step.)"
         )
-        p = st.slider("Percentile p", 1.0, 100.0, 10.0, 1.0, key="worked_autoclip_p")
+        p = st.slider("Percentile p", 1.0, 100.0, 10.0, 1.0, format="%.0f", key="worked_autoclip_p")
         result = adaptive.autoclip_worked(norms, percentile=p)
         _rule_stepper(result, "worked_autoclip", _history_figure)
         st.markdown(adaptive.history_summary(result))

@@ -29,9 +29,9 @@ PANEL_TITLES = {
     "none": "no clipping",
     "norm": "clip by norm: ‖g‖ ≤ c",
     "value": "clip by value: |gᵢ| ≤ c",
-    "autoclip": "AutoClip: c = p-th percentile of past norms",
-    "agc": "AGC: ‖Gᵢ‖ ≤ λ·‖Wᵢ‖ per unit",
-    "zclip": "ZClip: clip norms z σ above their mean",
+    "autoclip": "AutoClip: a percentile",
+    "agc": "AGC: ‖Gᵢ‖ ≤ λ‖Wᵢ‖",
+    "zclip": "ZClip: z-score spikes",
 }
 # The y axis of an adaptive rule's map: the setting its rows vary.
 ROW_TITLES = {
@@ -460,7 +460,7 @@ def adaptive_maps_figure(
     fig = make_subplots(
         rows=1,
         cols=len(maps),
-        horizontal_spacing=0.07,
+        horizontal_spacing=0.1,  # each panel has its own y axis and title
         subplot_titles=[PANEL_TITLES[m.clip_mode] for m in maps],
     )
     top = maps[0].initial_loss
@@ -521,6 +521,7 @@ def adaptive_maps_figure(
         fig.update_yaxes(
             range=list(np.log10(y_edges[col][[0, -1]])),
             title_text=ROW_TITLES[m.clip_mode],
+            title_standoff=4,
             row=1,
             col=col,
             **({"tickvals": ticks, "ticktext": [f"{v:g}" for v in ticks]} if ticks else {}),

@@ -350,13 +350,17 @@ def _focus_band(fig: go.Figure, x: float) -> None:
     )
 
 
-def agc_figure(result: AgcResult, focus: int | None = None, *, height: int = 300) -> go.Figure:
+def agc_figure(result: AgcResult, step_index: int, *, height: int = 300) -> go.Figure:
     """Per unit: the gradient's length before and after AGC, and the unit's bound.
 
-    Log y axis: the bounds of units with small weights (or none, where ε sets
-    it) lie decades below the others.
+    At step ``step_index`` of ``result.steps`` only the units worked so far
+    show their clipped length; the unit in work is banded. Log y axis: the
+    bounds of units with small weights (or none, where ε sets it) lie decades
+    below the others.
     """
+    focus, done = result.steps[step_index].focus, min(step_index, len(result.units))
     labels = [f"unit {u.index + 1}" for u in result.units]
+    after = [math.sqrt(sum(v * v for v in u.grad_after)) for u in result.units]
     fig = go.Figure()
     fig.add_bar(
         x=labels,
@@ -368,12 +372,11 @@ def agc_figure(result: AgcResult, focus: int | None = None, *, height: int = 300
     )
     fig.add_bar(
         x=labels,
-        y=[math.sqrt(sum(v * v for v in u.grad_after)) for u in result.units],
+        y=[a if u.index < done else None for u, a in zip(result.units, after, strict=True)],
         name="‖Gᵢ′‖ after AGC",
         marker={"color": NORM_CLIPPED},
         customdata=[
-            f"{_exact(math.sqrt(sum(v * v for v in u.grad_after)))} (× {_exact(u.scale)})"
-            for u in result.units
+            f"{_exact(a)} (× {_exact(u.scale)})" for u, a in zip(result.units, after, strict=True)
         ],
         hovertemplate="%{x}: ‖Gᵢ′‖ = %{customdata}<extra>after</extra>",
     )
@@ -398,15 +401,17 @@ def agc_figure(result: AgcResult, focus: int | None = None, *, height: int = 300
     return fig
 
 
-def history_figure(
-    result: HistoryResult, focus: int | None = None, *, height: int = 320
-) -> go.Figure:
+def history_figure(result: HistoryResult, step_index: int, *, height: int = 320) -> go.Figure:
     """The norms a rule saw, what it let through, and its threshold at each step.
 
+    At step ``step_index`` of ``result.steps`` the threshold and the clipped
+    norms are drawn up to the step in work, which is banded in ``ACCENT``.
     Log y axis: a spike sits a decade or more above the rest. ZClip's warm-up
-    is shaded; the step in work is banded in ``ACCENT``.
+    is shaded.
     """
+    focus, done = result.steps[step_index].focus, min(step_index, len(result.rows))
     steps = [r.step for r in result.rows]
+    worked_rows = result.rows[:done]
     fig = go.Figure()
     if result.rule == "zclip":
         warm = [r.step for r in result.rows if r.phase == "warm-up"]
@@ -436,12 +441,12 @@ def history_figure(
                 font={"color": THRESHOLD, "size": 12},
             )
     fig.add_scatter(
-        x=steps,
-        y=[r.threshold if r.threshold is not None else None for r in result.rows],
+        x=steps[:done],
+        y=[r.threshold for r in worked_rows],
         mode="lines",
         line={"color": THRESHOLD, "dash": "dash", "shape": "hvh", "width": 1.5},
         name="threshold used",
-        customdata=["none" if r.threshold is None else _exact(r.threshold) for r in result.rows],
+        customdata=["none" if r.threshold is None else _exact(r.threshold) for r in worked_rows],
         hovertemplate="step %{x}: threshold %{customdata}<extra></extra>",
         connectgaps=False,
     )
@@ -456,13 +461,13 @@ def history_figure(
         hovertemplate="step %{x}: ‖g‖ = %{customdata}<extra>before</extra>",
     )
     fig.add_scatter(
-        x=steps,
-        y=[r.clipped_norm for r in result.rows],
+        x=steps[:done],
+        y=[r.clipped_norm for r in worked_rows],
         mode="markers",
         marker={"color": NORM_CLIPPED, "size": 9, "symbol": "diamond"},
         name="‖g‖ after",
         customdata=[
-            f"{_exact(r.clipped_norm)}" + (" (clipped)" if r.clipped else "") for r in result.rows
+            f"{_exact(r.clipped_norm)}" + (" (clipped)" if r.clipped else "") for r in worked_rows
         ],
         hovertemplate="step %{x}: %{customdata}<extra>after</extra>",
     )
@@ -470,6 +475,6 @@ def history_figure(
         _focus_band(fig, focus + 1)
     base_layout(fig, height=height)
     fig.update_layout(margin={"l": 60, "r": 20, "t": 40, "b": 40})
-    fig.update_yaxes(type="log", title_text="gradient norm (log scale)")
+    fig.update_yaxes(type="log", title_text="gradient norm (log scale)", dtick="D2")
     fig.update_xaxes(title_text="step", dtick=1 if len(steps) <= 20 else 5)
     return fig

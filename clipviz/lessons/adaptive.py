@@ -39,8 +39,8 @@ ZCLIP_EPS = 1e-6  # the zclip package's eps in the z-score
 TORCH_EPS = 1e-6  # clip_grad_norm_'s: the scale is c / (norm + 1e-6)
 
 # The examples a page starts from.
-AGC_EXAMPLE_WEIGHTS = "0.5, -1, 0.2; 0.05, 0.02, -0.01; 1.5, 0.5, -2; 0, 0, 0"
-AGC_EXAMPLE_GRAD = "0.004, 0.003, -0.002; 0.3, -0.4, 0.1; 0.01, -0.02, 0.005; 0.02, -0.01, 0"
+AGC_EXAMPLE_WEIGHTS = "0.5, -1, 0.2\n0.05, 0.02, -0.01\n1.5, 0.5, -2\n0, 0, 0"
+AGC_EXAMPLE_GRAD = "0.004, 0.003, -0.002\n0.3, -0.4, 0.1\n0.01, -0.02, 0.005\n0.02, -0.01, 0"
 NORMS_EXAMPLE = "1.0, 1.2, 0.9, 1.1, 1.3, 1.0, 0.95, 1.15, 9.0, 1.05, 1.2, 0.9, 1.1, 1.0"
 
 
@@ -105,6 +105,14 @@ def parse_matrix(text: str, *, what: str = "the matrix") -> tuple[tuple[float, .
             "numbers): give every row as many."
         )
     return tuple(parsed)
+
+
+def parse_weights(text: str) -> tuple[tuple[float, ...], ...]:
+    return parse_matrix(text, what="the weights")
+
+
+def parse_gradient(text: str) -> tuple[tuple[float, ...], ...]:
+    return parse_matrix(text, what="the gradient")
 
 
 def format_matrix(rows: Sequence[Sequence[float]]) -> str:
@@ -235,8 +243,8 @@ def agc_worked(
             lines.append(
                 rf"{_tex(g_norm)} \ge {_tex(bound)} \Rightarrow G'_{k} = G_{k} \cdot "
                 rf"\frac{{{_tex(bound)}}}{{{_tex(max(g_norm, 1e-6))}}} = G_{k} \times {_tex(scale)}"
-                rf" = {_tex_vector(after)}"
             )
+            lines.append(rf"G'_{k} = {_tex_vector(after)}")
             sentence = (
                 f"Unit {k}'s gradient is {format_number(g_norm / bound, 3)} times its bound, so "
                 f"it is scaled down to exactly the bound: its length becomes "
@@ -409,7 +417,7 @@ def zclip_worked(
             )
             steps.append(
                 RuleStep(
-                    f"Step {t}",
+                    f"norm {t}",
                     r" \\ ".join(lines).join((r"\begin{gathered}", r"\end{gathered}")),
                     sentence,
                     t - 1,
@@ -470,7 +478,7 @@ def zclip_worked(
         )
         steps.append(
             RuleStep(
-                f"Step {t}",
+                f"norm {t}",
                 r" \\ ".join(lines).join((r"\begin{gathered}", r"\end{gathered}")),
                 sentence,
                 t - 1,
@@ -544,7 +552,7 @@ def autoclip_worked(norms: Sequence[float], *, percentile: float = 10.0) -> Hist
         rows.append(HistoryRow(t, g, c, after, clipped))
         steps.append(
             RuleStep(
-                f"Step {t}",
+                f"norm {t}",
                 r" \\ ".join(lines).join((r"\begin{gathered}", r"\end{gathered}")),
                 sentence,
                 t - 1,
@@ -620,11 +628,11 @@ WHY = {
     ),
     "zclip": (
         "For its first zclip_warmup steps (25 here) ZClip only collects norms and clips "
-        "nothing. On this unscaled target the unclipped run explodes well within 25 steps "
-        "at every learning rate past the no-clipping boundary, so ZClip explodes there too, "
-        "whatever z. After the warm-up it clips spikes against the recent mean, but only a "
-        "run that survived the warm-up gets there. The zclip package's own default caps the "
-        "norm at 1.0 (max_grad_norm) for exactly this; choose the cap above to see it."
+        "nothing. On this unscaled target the unclipped run explodes within those 25 steps "
+        "at most learning rates past the no-clipping boundary, and there ZClip explodes "
+        "too, whatever z. Only where the unclipped run outlasts the warm-up can the z-test "
+        "step in and clip spikes against the recent mean. The zclip package's own default "
+        "caps the norm at 1.0 (max_grad_norm) for exactly this; choose the cap above to see it."
     ),
 }
 CAPPED_WHY = (
