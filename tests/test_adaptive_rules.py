@@ -327,3 +327,44 @@ def test_the_preset_rules_keep_their_records_consistent():
         assert finite.any()
         assert (rec["grad_norm_after"] <= rec["grad_norm"] * (1 + 1e-5)).all()
         assert (rec["grad_norm_after"][finite] <= rec["clip_threshold"][finite] * (1 + 1e-4)).all()
+
+
+@pytest.mark.parametrize(
+    "changes,keys,absent",
+    [
+        ({"clip_mode": "autoclip"}, {"autoclip_percentile"}, {"clip_norm", "agc_lambda"}),
+        ({"clip_mode": "agc"}, {"agc_lambda", "agc_eps"}, {"clip_norm", "zclip_z"}),
+        (
+            {"clip_mode": "zclip"},
+            {"zclip_alpha", "zclip_z", "zclip_warmup", "zclip_cap"},
+            {"clip_norm"},  # the cap is off: clip_norm plays no part
+        ),
+        ({"clip_mode": "zclip", "zclip_cap": True, "clip_norm": 2.0}, {"clip_norm"}, set()),
+        ({"clip_mode": "norm", "skip_nonfinite": True}, {"skip_nonfinite"}, {"zclip_z"}),
+    ],
+)
+def test_links_carry_each_rules_settings_and_round_trip(changes, keys, absent):
+    config = DEFAULT.replace(agc_lambda=0.05, zclip_z=3.0, zclip_warmup=7, **changes)
+    relevant = set(config.relevant_keys())
+    assert keys <= relevant and not (absent & relevant)
+    parsed, problems = type(config).from_params(dict(config.to_params()))
+    assert not problems
+    for key in relevant:
+        assert getattr(parsed, key) == getattr(config, key), key
+
+
+@pytest.mark.parametrize(
+    "key,value,message",
+    [
+        ("autoclip_percentile", "0", "greater than 0"),
+        ("autoclip_percentile", "101", "at most 100"),
+        ("agc_lambda", "-0.1", "greater than 0"),
+        ("zclip_alpha", "1", "below 1"),
+        ("zclip_warmup", "0", "at least 1"),
+        ("zclip_cap", "perhaps", "true or false"),
+    ],
+)
+def test_bad_rule_settings_are_named(key, value, message):
+    config, problems = type(DEFAULT).from_params({key: value})
+    assert [p.key for p in problems] == [key] and message in problems[0].message
+    assert getattr(config, key) == getattr(DEFAULT, key)
