@@ -74,6 +74,12 @@ def build_parser() -> argparse.ArgumentParser:
             metavar=f.metadata["kind"].__name__.upper(),
             help=f.metadata["help"],
         )
+    p.add_argument(
+        "--records",
+        metavar="FILE.csv",
+        default=None,
+        help="also write the per-step records there as CSV (clipviz.engine.records)",
+    )
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("worked", help="clip one vector by value or by norm, step by step")
@@ -98,7 +104,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--clip_modes",
         dest="clip_modes",
         default="norm",
-        help="comma-separated maps to compute, from none, norm, value (default: norm)",
+        help=(
+            f"comma-separated maps to compute, from {', '.join(sweep.MAP_CLIP_MODES)} "
+            "(default: norm); an adaptive rule's rows are its own setting "
+            "(AutoClip's percentile, AGC's lambda, ZClip's z)"
+        ),
     )
     for name, what in (("lr", "learning rate"), ("threshold", "clip threshold")):
         for end in ("min", "max"):
@@ -110,6 +120,14 @@ def build_parser() -> argparse.ArgumentParser:
                 default=None,
                 help=f"{'lowest' if end == 'min' else 'highest'} {what} of the log grid",
             )
+    p.add_argument(
+        "--zclip-cap",
+        "--zclip_cap",
+        dest="zclip_cap",
+        type=float,
+        default=None,
+        help="cap the zclip map's norms at this value as well (ZClip's max_grad_norm; default off)",
+    )
     p.add_argument("--seed", type=_positive_int("--seed", 0, 2**31 - 1), default=1)
     p.add_argument("--threads", type=_positive_int("--threads", 1, 2), default=None)
     p.add_argument("--json", action="store_true")
@@ -361,7 +379,13 @@ def cmd_train(args) -> str:
     from clipviz.lessons.diagnose import signs_of
 
     config = config_from_args(args)
+    out = _open_for_writing(args.records) if args.records else None
     trainer = Trainer(config).run()
+    if out is not None:
+        from clipviz.app.export import records_csv
+
+        with out:
+            out.write(records_csv(trainer))
     result = trainer.result()
     findings = signs_of(trainer)
     tried = fixes.verify_fixes(config) if result.exploded_at or findings else []
@@ -387,6 +411,15 @@ def cmd_train(args) -> str:
             f"    {'works' if v.works else 'fails'}  {v.fix.label}: {v.outcome}" for v in tried
         ]
     return "\n".join(lines)
+
+
+def _open_for_writing(path: str):
+    """The file ``--records`` names, opened before training so a bad path fails at once."""
+    try:
+        return open(path, "w", newline="", encoding="utf-8")  # noqa: SIM115 (closed by the caller)
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise UsageError(f"argument --records: cannot write {path!r}: {reason}") from None
 
 
 def cmd_worked(args) -> str:
@@ -445,6 +478,7 @@ def spec_from_args(args) -> sweep.SweepSpec:
             given("threshold_max", sweep.THRESHOLD_RANGE[1]),
         ),
         seed=given("seed", 1),
+        zclip_cap=given("zclip_cap", None),
     )
     return spec.validated()
 
@@ -490,17 +524,23 @@ def summary_table(result: sweep.SweepResult) -> str:
             "diverged",
             "best train MSE",
             "at lr",
-            "threshold",
+            "threshold / setting",
         ],
         rows,
     )
     spec, base = result.spec, result.base
     per_network_ms = 1000 * result.seconds / result.networks
+    ranges = [f"threshold {spec.thresholds[0]:.3g}..{spec.thresholds[-1]:.3g}"]
+    ranges += [
+        f"{m.row_key} {m.thresholds[0]:.3g}..{m.thresholds[-1]:.3g}"
+        for mode, m in result.maps.items()
+        if mode in sweep.PARAMETER_RANGE
+    ]
     return (
         f"{spec.network.upper()}, {spec.grid} x {spec.grid} grid, {base.epochs} epochs "
         f"({result.steps} steps each), seed {spec.seed}\n"
         f"lr {result.maps[next(iter(result.maps))].lrs[0]:.3g}..{spec.lrs[-1]:.3g}, "
-        f"threshold {spec.thresholds[0]:.3g}..{spec.thresholds[-1]:.3g} (log grids)\n\n"
+        f"{', '.join(ranges)} (log grids)\n\n"
         f"{body}\n\n"
         f"{result.networks} networks in {result.seconds:.2f} s "
         f"({per_network_ms:.2f} ms per network)\n"

@@ -21,10 +21,11 @@ from app_boot import ensure_router
 from clipviz.app import lab as lab_page
 from clipviz.app import urlkeys
 from clipviz.engine import sweep
-from clipviz.engine.config import FIELDS, TrainConfig
+from clipviz.engine.config import ADAPTIVE_MODES, FIELDS, RULE_PARAMETER, TrainConfig
 from clipviz.engine.data import dataset_for
 from clipviz.engine.labstate import LAB_KEYS, LabState, lab_url
 from clipviz.figures import stability as figures
+from clipviz.lessons import adaptive
 from url_guard import guard_query
 
 ensure_router()
@@ -37,7 +38,17 @@ LR_STOPS = [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 3.0, 
 THRESHOLD_STOPS = [1e-3, 1e-2, 0.1, 1.0, 10.0, 100.0, 1e3, 1e4, 1e5]
 TARGET_CLIPS = {"norm": "clip by norm, c = 1 (the tutorial's)", "value": "clip by value, c = 5"}
 MAX_STORED = 12
-SHORT_MODES = {"none": "no clipping", "norm": "clip by norm", "value": "clip by value"}
+SHORT_MODES = {
+    "none": "no clipping",
+    "norm": "clip by norm",
+    "value": "clip by value",
+    "autoclip": "AutoClip",
+    "agc": "AGC",
+    "zclip": "ZClip",
+}
+ZCLIP_CAPS = {0.0: "off: ZClip alone", 1.0: "at norm 1, the tutorial's clip"}
+SETTING_NAMES = {"autoclip": "percentile p", "agc": "λ", "zclip": "z"}
+TUTORIAL_LR = 0.01  # the reference experiment's learning rate
 SETTING_LABELS = {
     "grid": "Cells per axis",
     "epochs": "Epochs per network",
@@ -46,6 +57,7 @@ SETTING_LABELS = {
     "threshold-min": "Clip thresholds, low end",
     "threshold-max": "Clip thresholds, high end",
     "seed": "Seed",
+    "zclip-cap": "ZClip's cap",
 }
 CHART_CONFIG = {"displayModeBar": False}
 
@@ -114,6 +126,13 @@ def clip_marker(config: TrainConfig | None) -> figures.Marker | None:
     return figures.Marker(config.clip_mode, config.lr, y, f"your Lab run: {config.label()}")
 
 
+def rule_marker(config: TrainConfig | None) -> figures.Marker | None:
+    if config is None or config.network != "mlp" or config.clip_mode not in ADAPTIVE_MODES:
+        return None
+    y = float(getattr(config, RULE_PARAMETER[config.clip_mode]))
+    return figures.Marker(config.clip_mode, config.lr, y, f"your Lab run: {config.label()}")
+
+
 def target_marker(config: TrainConfig | None, clip_modes) -> figures.Marker | None:
     if config is None or config.network != "mlp" or config.clip_mode not in clip_modes:
         return None
@@ -133,6 +152,15 @@ def _select_clip_cell() -> None:
         st.session_state["cell_lr"] = cell.col
         if cell.clip_mode != "none":
             st.session_state["cell_threshold"] = cell.row
+
+
+def _select_rule_cell() -> None:
+    event = st.session_state.get("rule_map_chart")
+    cell = figures.cell_from_selection(event["selection"]["points"] if event else [])
+    if cell is not None:
+        st.session_state["rule_cell_mode"] = cell.clip_mode
+        st.session_state["rule_cell_lr"] = cell.col
+        st.session_state["rule_cell_row"] = cell.row
 
 
 def _select_target_cell() -> None:
@@ -202,6 +230,19 @@ with st.form("map_settings"):
         format_func=TARGET_CLIPS.get,
         key="map_target_clip",
     )
+    rules_column, cap_column = st.columns([2, 1])
+    rules = rules_column.multiselect(
+        "Adaptive rules to map (each adds a map over its own setting)",
+        list(ADAPTIVE_MODES),
+        format_func=SHORT_MODES.get,
+        key="map_rules",
+    )
+    zclip_cap = cap_column.radio(
+        "ZClip's hard cap (its max_grad_norm)",
+        list(ZCLIP_CAPS),
+        format_func=ZCLIP_CAPS.get,
+        key="map_zclip_cap",
+    )
     st.form_submit_button("Compute maps", type="primary")
 
 spec = sweep.SweepSpec(
@@ -218,9 +259,19 @@ target_spec = sweep.TargetSpec(
     lr_range=spec.lr_range,
     seed=int(seed),
 )
+rules_spec = sweep.SweepSpec(
+    grid=int(grid),
+    epochs=int(epochs),
+    clip_modes=tuple(m for m in ADAPTIVE_MODES if m in rules),
+    lr_range=spec.lr_range,
+    seed=int(seed),
+    zclip_cap=float(zclip_cap) or None,
+)
 try:
     spec.validated()
     target_spec.validated()
+    if rules_spec.clip_modes:
+        rules_spec.validated()
 except sweep.SweepError as error:
     label = SETTING_LABELS.get(error.key, error.key)
     st.error(f"Please change a setting. {label}: {error.message}.")
@@ -382,8 +433,99 @@ st.markdown(
     "clipping nothing explodes at any scale, but a large target with a small learning rate "
     "barely moves: clipped steps are short, and there is far to go."
 )
+# ---- the adaptive rules ---------------------------------------------------------------
+
+st.subheader("Adaptive rules: learning rate × each rule's own setting")
+st.markdown(
+    "Modern practice often does not pick a fixed threshold at all. Three rules choose "
+    "theirs as training goes, each exactly as its reference implementation does it:"
+)
+st.markdown(
+    "- **AutoClip** (Seetharaman, Wichern, Pardo & Le Roux, 2020) was made so that nobody has "
+    "to tune a threshold. It remembers every gradient norm so far and clips at their p-th "
+    "percentile, the current norm included (p = 10 by default).\n"
+    "- **AGC**, adaptive gradient clipping (Brock, De, Smith & Simonyan, 2021), is what let "
+    "deep residual networks train *without batch normalization* (their NFNets). It clips "
+    "each unit on its own, relative to that unit's weights, so no step can change a unit by "
+    "much more than the fraction λ of its size.\n"
+    "- **ZClip** (Kumar, Owen, Roy Chowdhury & Güra, 2025) is aimed at the loss spikes of "
+    "large language-model pretraining. It keeps a running mean and variance of the norm and "
+    "clips only a norm that stands out by more than z standard deviations."
+)
+st.latex(
+    r"\text{AutoClip: } c_t = \operatorname{percentile}_p\big(\|g_1\|,\dots,\|g_t\|\big)"
+    r"\qquad \text{AGC: } \|G_i\| \le \lambda \max(\|W_i\|, \epsilon)"
+    r"\qquad \text{ZClip: } z_t = \frac{\|g_t\| - \mu_t}{\sigma_t + 10^{-6}} > z"
+)
+st.markdown(
+    "A fourth habit of large runs is to **skip** a step whose gradient is not finite instead "
+    "of stopping: mixed-precision training does it on every overflow (PyTorch's `GradScaler`, "
+    "optax's `apply_if_finite`), and the PaLM team (Chowdhery et al., 2022) went back to a "
+    "checkpoint and skipped the batches around each loss spike. In clipviz it is the switch "
+    "`skip_nonfinite`, which combines with any rule; the worked examples step through each "
+    "rule's arithmetic."
+)
+if not rules_spec.clip_modes:
+    st.info(
+        "Pick the adaptive rules to map in the settings above and press **Compute maps**. "
+        "Each map trains as many networks as the clip-by-norm map."
+    )
+else:
+    rules_result = computed(rules_spec, sweep.run_sweep, "the adaptive rules' maps")
+    st.caption(
+        "The same networks, learning rates and colours as the maps above; the rows are now "
+        "each rule's own setting. Hover for numbers; click a cell to pick it below."
+    )
+    modes = list(rules_result.maps)
+    _keep_valid("rule_cell_mode", modes, modes[0])
+    _keep_valid("rule_cell_lr", list(range(grid)), grid // 2)
+    _keep_valid("rule_cell_row", list(range(grid)), grid // 2)
+    rule_cell = figures.Cell(
+        st.session_state["rule_cell_mode"],
+        st.session_state["rule_cell_row"],
+        st.session_state["rule_cell_lr"],
+    )
+    st.plotly_chart(
+        figures.adaptive_maps_figure(rules_result, marker=rule_marker(lab), selected=rule_cell),
+        key="rule_map_chart",
+        on_select=_select_rule_cell,
+        selection_mode="points",
+        config=CHART_CONFIG,
+    )
+    chosen_rule = rules_result.maps[rule_cell.clip_mode]
+    pick_rule, pick_rule_lr, pick_rule_row = st.columns([1, 2, 2])
+    pick_rule.radio("Map", modes, format_func=SHORT_MODES.get, key="rule_cell_mode")
+    pick_rule_lr.select_slider(
+        "Learning rate",
+        list(range(len(chosen_rule.lrs))),
+        format_func=lambda i: _fmt(chosen_rule.lrs[i]),
+        key="rule_cell_lr",
+    )
+    pick_rule_row.select_slider(
+        f"The rule's setting ({SETTING_NAMES[rule_cell.clip_mode]})",
+        list(range(len(chosen_rule.thresholds))),
+        format_func=lambda i: _fmt(chosen_rule.thresholds[i]),
+        key="rule_cell_row",
+    )
+    rule_config = rules_result.cell_config(rule_cell.clip_mode, rule_cell.row, rule_cell.col)
+    text, button = st.columns([3, 1])
+    text.markdown(
+        f"{rule_config.label()}, {rule_config.epochs} epochs: "
+        + describe_outcome(
+            str(chosen_rule.status[rule_cell.row, rule_cell.col]),
+            int(chosen_rule.exploded_at[rule_cell.row, rule_cell.col]),
+            float(chosen_rule.final_loss[rule_cell.row, rule_cell.col]),
+            chosen_rule.initial_loss,
+            "train MSE",
+        )
+    )
+    button.link_button("Open in the Lab", f"./lab?{rule_config.to_query()}", type="primary")
+    for mode, m in rules_result.maps.items():
+        st.markdown(adaptive.map_paragraph(mode, m, result.maps.get("none"), rules_spec.zclip_cap))
+
 st.caption(
     f"Last computed: {result.networks + target.networks:,} networks in "
     f"{result.seconds + target.seconds:.1f} s on this machine's CPU. On the command line: "
-    "`python -m clipviz sweep --grid 32 --epochs 100 --clip-modes none,norm,value`."
+    "`python -m clipviz sweep --grid 32 --epochs 100 --clip-modes none,norm,value` "
+    "(or `--clip-modes autoclip,agc,zclip` for the adaptive rules)."
 )

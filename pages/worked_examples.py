@@ -1,8 +1,9 @@
-"""Worked examples: clipping by value and by norm, one operation at a time.
+"""Worked examples: clipping by value and by norm, and the adaptive rules, one operation at a time.
 
 Thin page: it reads widgets, keeps the step position and the last good input in
-``st.session_state``, and shows what ``clipviz.lessons.worked`` computes and
-``clipviz.figures.worked`` draws. No arithmetic and no figure building here.
+``st.session_state``, and shows what ``clipviz.lessons.worked`` and
+``clipviz.lessons.adaptive`` compute and ``clipviz.figures.worked`` draws. No
+arithmetic and no figure building here.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import streamlit as st
 from app_boot import ensure_router
 from clipviz.figures import worked as figures
 from clipviz.figures.style import ACCENT
-from clipviz.lessons import worked
+from clipviz.lessons import adaptive, worked
 
 ensure_router()
 
@@ -27,11 +28,28 @@ INPUT_DEFAULTS = {
     "worked_value_c": worked.format_number(SOURCE.value_threshold),
     "worked_norm_c": worked.format_number(SOURCE.norm_threshold),
 }
+# The adaptive rules' examples: AGC's matrices, and a history of norms with a spike.
+RULE_DEFAULTS = {
+    "worked_agc_w": adaptive.AGC_EXAMPLE_WEIGHTS,
+    "worked_agc_g": adaptive.AGC_EXAMPLE_GRAD,
+    "worked_agc_lambda": "0.01",
+    "worked_agc_eps": "0.001",
+    "worked_norms": adaptive.NORMS_EXAMPLE,
+}
 # The last input that parsed, shown while a field holds something unusable.
 GOOD_DEFAULTS = {
     "worked_good_vector": SOURCE.vector,
     "worked_good_value_c": SOURCE.value_threshold,
     "worked_good_norm_c": SOURCE.norm_threshold,
+    "worked_good_agc": (
+        adaptive.parse_matrix(adaptive.AGC_EXAMPLE_WEIGHTS),
+        adaptive.parse_matrix(adaptive.AGC_EXAMPLE_GRAD),
+    ),
+    "worked_good_agc_w": adaptive.parse_matrix(adaptive.AGC_EXAMPLE_WEIGHTS),
+    "worked_good_agc_g": adaptive.parse_matrix(adaptive.AGC_EXAMPLE_GRAD),
+    "worked_good_agc_lambda": 0.01,
+    "worked_good_agc_eps": 0.001,
+    "worked_good_norms": adaptive.parse_norms(adaptive.NORMS_EXAMPLE),
 }
 
 
@@ -58,7 +76,7 @@ def _num(x: float) -> str:
 
 
 def _init_state() -> None:
-    for key, value in {**INPUT_DEFAULTS, **GOOD_DEFAULTS}.items():
+    for key, value in {**INPUT_DEFAULTS, **RULE_DEFAULTS, **GOOD_DEFAULTS}.items():
         st.session_state.setdefault(key, value)
     st.session_state.setdefault("worked_try_seed", 0)
 
@@ -340,6 +358,220 @@ def _torch_check(results: list[worked.WorkedResult]) -> None:
     )
 
 
+# ---- the adaptive rules ----------------------------------------------------------------
+
+
+@st.cache_resource(show_spinner=False, max_entries=512)
+def _agc_figure(result: adaptive.AgcResult, step_index: int):
+    return figures.agc_figure(result, step_index)
+
+
+@st.cache_resource(show_spinner=False, max_entries=512)
+def _history_figure(result: adaptive.HistoryResult, step_index: int):
+    return figures.history_figure(result, step_index)
+
+
+def _restore_rules(keys: tuple[str, ...]) -> None:
+    for key in keys:
+        st.session_state[key] = RULE_DEFAULTS[key]
+
+
+def _rule_stepper(result, prefix: str, figure: Callable[[Any, int], Any]) -> None:
+    """Back / Next through an adaptive rule's ``steps``, with its figure."""
+    step_key, signature_key = f"{prefix}_step", f"{prefix}_signature"
+    st.session_state.setdefault(step_key, 0)
+    if st.session_state.get(signature_key, result.signature) != result.signature:
+        st.session_state[step_key] = 0  # a new example starts from the first step
+    st.session_state[signature_key] = result.signature
+    n_steps = len(result.steps)
+    k = max(0, min(n_steps - 1, st.session_state[step_key]))
+    st.session_state[step_key] = k
+    step = result.steps[k]
+    with st.container(horizontal=True, vertical_alignment="center"):
+        st.button(
+            "Back",
+            key=f"{prefix}_back",
+            icon=":material/arrow_back:",
+            on_click=_move,
+            args=(step_key, -1, n_steps),
+            disabled=k == 0,
+        )
+        st.button(
+            "Next",
+            key=f"{prefix}_next",
+            icon=":material/arrow_forward:",
+            type="primary",
+            on_click=_move,
+            args=(step_key, 1, n_steps),
+            disabled=k == n_steps - 1,
+        )
+        st.button(
+            "Start over",
+            key=f"{prefix}_reset",
+            type="tertiary",
+            on_click=_reset,
+            args=(step_key,),
+            disabled=k == 0,
+        )
+    st.progress((k + 1) / n_steps, text=f"Step {k + 1} of {n_steps}: {step.title}")
+    with st.container(border=True):
+        st.latex(step.latex)
+        st.markdown(step.sentence)
+    st.plotly_chart(figure(result, k), key=f"{prefix}_chart")
+
+
+def _agc_inputs() -> tuple[tuple, tuple, float, float]:
+    with st.container(border=True):
+        left, right = st.columns(2)
+        left.text_area(
+            "Weights W (one row per unit; rows separated by ';' or new lines)",
+            key="worked_agc_w",
+            height=140,
+            help=f"Up to {adaptive.MAX_UNITS} rows of up to {adaptive.MAX_INPUTS} numbers",
+        )
+        right.text_area(
+            "Gradient G (the same shape)",
+            key="worked_agc_g",
+            height=140,
+            help="One row per unit, as many numbers per row as W",
+        )
+        lam_col, eps_col, restore_col = st.columns([1, 1, 2], vertical_alignment="bottom")
+        lam_col.text_input("λ (clip factor)", key="worked_agc_lambda", help="A number above 0")
+        eps_col.text_input("ε (smallest weight norm)", key="worked_agc_eps", help="Above 0")
+        restore_col.button(
+            "Back to the example",
+            key="worked_agc_restore",
+            type="tertiary",
+            icon=":material/restart_alt:",
+            on_click=_restore_rules,
+            args=(("worked_agc_w", "worked_agc_g", "worked_agc_lambda", "worked_agc_eps"),),
+        )
+        show_matrix = adaptive.format_matrix
+        w = _read(
+            "worked_agc_w", "worked_good_agc_w", adaptive.parse_weights, "Weights", show_matrix
+        )
+        g = _read(
+            "worked_agc_g", "worked_good_agc_g", adaptive.parse_gradient, "Gradient", show_matrix
+        )
+        lam = _read(
+            "worked_agc_lambda", "worked_good_agc_lambda", worked.parse_threshold, "λ",
+            worked.format_number,
+        )  # fmt: skip
+        eps = _read(
+            "worked_agc_eps", "worked_good_agc_eps", worked.parse_threshold, "ε",
+            worked.format_number,
+        )  # fmt: skip
+        shape_problem = adaptive.shape_mismatch(w, g)
+        if shape_problem:
+            w, g = st.session_state["worked_good_agc"]
+            st.error(
+                f"**Gradient:** {shape_problem} Still showing the last good pair, "
+                f"{len(w)} units of {len(w[0])} inputs."
+            )
+        else:
+            st.session_state["worked_good_agc"] = (w, g)
+    return w, g, lam, eps
+
+
+def _agc() -> None:
+    st.subheader("Adaptive gradient clipping (AGC), unit by unit", divider="gray")
+    st.markdown(
+        "AGC (Brock, De, Smith & Simonyan, 2021) judges every unit of a layer on its own. "
+        "A unit is one output: a row of the weight matrix as PyTorch stores it, `[out, in]`; "
+        "a bias vector counts as one unit. Its gradient may be at most the fraction λ of its "
+        "weights' length. This is what trains deep networks without batch normalization: "
+        "no step can change a unit by much more than λ of its size, whatever the scale of "
+        "the gradient."
+    )
+    w, g, lam, eps = _agc_inputs()
+    result = adaptive.agc_worked(w, g, lam, eps)
+    _rule_stepper(result, "worked_agc", _agc_figure)
+    difference = adaptive.agc_engine_check(result)
+    st.caption(
+        "The engine's AGC rule, which trains in the Lab in float32, gives the same clipped "
+        f"gradient to within {difference:.1e} (float32 rounding); both agree with timm's "
+        "`adaptive_clip_grad` in the tests."
+    )
+
+
+def _history() -> None:
+    st.subheader("ZClip and AutoClip on a history of norms", divider="gray")
+    st.markdown(
+        "These two rules choose a global-norm threshold from the norms they have seen. "
+        "Here is a short history with one spike in it; change the numbers to make your own."
+    )
+    with st.container(border=True):
+        field, restore_col = st.columns([4, 1], vertical_alignment="bottom")
+        field.text_input(
+            "Gradient norms, step by step (numbers separated by commas)",
+            key="worked_norms",
+            help=f"From 2 to {adaptive.MAX_HISTORY} lengths, none negative",
+        )
+        restore_col.button(
+            "Back to the example",
+            key="worked_norms_restore",
+            type="tertiary",
+            icon=":material/restart_alt:",
+            on_click=_restore_rules,
+            args=(("worked_norms",),),
+        )
+        norms = _read(
+            "worked_norms", "worked_good_norms", adaptive.parse_norms, "Norms",
+            worked.format_vector,
+        )  # fmt: skip
+    zclip_tab, autoclip_tab = st.tabs(["ZClip", "AutoClip"])
+    with zclip_tab:
+        st.markdown(
+            "ZClip (Kumar, Owen, Roy Chowdhury & Güra, 2025) was built for the loss spikes "
+            "of large language-model pretraining. It keeps a running mean μ and variance σ² "
+            "of the norm and clips only a norm that is a z-score outlier. Its default warm-up "
+            "is 25 steps; this short history uses a shorter one."
+        )
+        a, b, c, d = st.columns(4)
+        alpha = a.slider("α (EMA)", 0.5, 0.99, 0.97, 0.01, key="worked_zclip_alpha")
+        z = b.slider("z threshold", 0.5, 5.0, 2.5, 0.1, key="worked_zclip_z")
+        warmup_max = max(1, len(norms) - 1)
+        warmup = c.slider(
+            "Warm-up steps", 1, warmup_max, min(5, warmup_max), key="worked_zclip_warmup"
+        )
+        cap_on = d.toggle("Hard cap (max_grad_norm)", key="worked_zclip_cap_on")
+        cap = d.number_input(
+            "cap", 0.01, 1e6, 1.0, key="worked_zclip_cap", disabled=not cap_on,
+            label_visibility="collapsed",
+        )  # fmt: skip
+        result = adaptive.zclip_worked(
+            norms, alpha=alpha, z_thresh=z, warmup=int(warmup), cap=cap if cap_on else None
+        )
+        _rule_stepper(result, "worked_zclip", _history_figure)
+        spikes = [r.step for r in result.rows if r.spike]
+        st.markdown(
+            adaptive.history_summary(result)
+            + (f" Spikes at step {', '.join(map(str, spikes))}." if spikes else "")
+        )
+        st.caption(
+            "The engine's ZClip rule gives the same clipped norms to within "
+            f"{adaptive.history_engine_check(result):.1e} (relative; float32); both agree "
+            "with the zclip package in the tests."
+        )
+    with autoclip_tab:
+        st.markdown(
+            "AutoClip (Seetharaman, Wichern, Pardo & Le Roux, 2020) removes the threshold "
+            "from your hands: it clips at the p-th percentile of every norm so far, the "
+            "current one included, as the authors' code does. (The PyPI package `autoclip` "
+            "differs: it clips each tensor on its own by default and uses only the norms "
+            "before the current step.)"
+        )
+        p = st.slider("Percentile p", 1.0, 100.0, 10.0, 1.0, format="%.0f", key="worked_autoclip_p")
+        result = adaptive.autoclip_worked(norms, percentile=p)
+        _rule_stepper(result, "worked_autoclip", _history_figure)
+        st.markdown(adaptive.history_summary(result))
+        st.caption(
+            "The engine's AutoClip rule gives the same clipped norms to within "
+            f"{adaptive.history_engine_check(result):.1e} (relative; float32); both agree "
+            "with np.percentile in the tests."
+        )
+
+
 def _new_exercise() -> None:
     st.session_state["worked_try_seed"] = random.randrange(1, 1_000_000)
     st.session_state["worked_try_answer"] = ""
@@ -419,3 +651,10 @@ _combined(vector, value_c, norm_c)
 _global_vs_per_tensor(vector, norm_c)
 _torch_check([by_value, by_norm])
 _try_it()
+st.header("The adaptive rules, step by step")
+st.markdown(
+    "Today's practice often lets the rule pick its own threshold. Three such rules, each "
+    "worked exactly as its reference implementation does it."
+)
+_agc()
+_history()

@@ -30,7 +30,7 @@ from clipviz.engine import records
 from clipviz.engine.config import CLIP_MODE_LABELS, TrainConfig, format_value
 from clipviz.engine.data import MLP_DATA, UploadedData
 from clipviz.engine.labstate import lab_url
-from clipviz.engine.trainer import STEP_FIELDS, Trainer
+from clipviz.engine.trainer import SKIP_LIMIT, STEP_FIELDS, Trainer
 
 # ---- CSV -------------------------------------------------------------------
 
@@ -138,6 +138,22 @@ def _constants(config: TrainConfig, *, keras: bool = False) -> str:
         lines.append(f"CLIP_VALUE = {format_value(c.clip_value)}")
     if c.clip_mode == "layerwise_value":
         lines.append(f"CLIP_VALUE_OUTPUT = {format_value(c.clip_value_output)}")
+    if c.clip_mode == "autoclip":
+        lines.append(f"AUTOCLIP_PERCENTILE = {format_value(c.autoclip_percentile)}")
+    elif c.clip_mode == "agc":
+        lines += [
+            f"AGC_LAMBDA = {format_value(c.agc_lambda)}",
+            f"AGC_EPS = {format_value(c.agc_eps)}",
+        ]
+    elif c.clip_mode == "zclip":
+        lines += [
+            f"ZCLIP_ALPHA = {format_value(c.zclip_alpha)}",
+            f"ZCLIP_Z = {format_value(c.zclip_z)}",
+            f"ZCLIP_WARMUP = {c.zclip_warmup}",
+            f"ZCLIP_CAP = {format_value(c.clip_norm) if c.zclip_cap else None}  # max_grad_norm",
+        ]
+    if c.skip_nonfinite:
+        lines.append(f"SKIP_LIMIT = {SKIP_LIMIT}  # skipped steps in a row that end the run")
     if c.network == "mlp":
         lines += [f"DEPTH = {c.depth}", f"WIDTH = {c.width}", f'ACTIVATION = "{c.activation}"']
         lines.append(f'TARGET_SCALING = "{c.target_scaling}"')
@@ -382,36 +398,138 @@ with torch.no_grad():
 
 
 def _torch_clip_code(config: TrainConfig) -> str:
-    """Code that clips ``parameters``' gradients in place and sets ``grad_norm`` (before)."""
+    """Code that clips ``parameters``' gradients in place (``grad_norm``, the norm before
+    clipping, is already known and finite)."""
     mode = config.clip_mode
     if mode == "none":
-        return """        grad_norm = torch.nn.utils.get_total_norm([p.grad for p in parameters])"""
+        return ""
     if mode == "norm":
         return """        # Pascanu et al. (2013): rescale all gradients together when their norm
-        # passes CLIP_NORM. Returns the norm before clipping.
-        grad_norm = torch.nn.utils.clip_grad_norm_(parameters, CLIP_NORM)"""
+        # passes CLIP_NORM.
+        torch.nn.utils.clip_grad_norm_(parameters, CLIP_NORM)"""
     if mode == "norm_per_tensor":
         return """        # Keras 3 `clipnorm`: each tensor rescaled on its own, g * c / max(||g||, c).
-        grad_norm = torch.nn.utils.get_total_norm([p.grad for p in parameters])
         for p in parameters:
             p.grad.mul_(CLIP_NORM / torch.clamp(p.grad.norm(), min=CLIP_NORM))"""
     if mode == "value":
         return """        # Every component clamped into [-CLIP_VALUE, CLIP_VALUE]; the direction can turn.
-        grad_norm = torch.nn.utils.get_total_norm([p.grad for p in parameters])
         torch.nn.utils.clip_grad_value_(parameters, CLIP_VALUE)"""
     if mode == "norm_value":
         return """        # Keras 2.2's order: the global norm first, then each component.
-        grad_norm = torch.nn.utils.clip_grad_norm_(parameters, CLIP_NORM)
+        torch.nn.utils.clip_grad_norm_(parameters, CLIP_NORM)
         torch.nn.utils.clip_grad_value_(parameters, CLIP_VALUE)"""
     if mode == "layerwise_value":
         head = "model[-1]" if config.network == "mlp" else "model.head"
         return f"""        # Graves (2013): a wider range for the output layer than for the rest.
-        grad_norm = torch.nn.utils.get_total_norm([p.grad for p in parameters])
         output = list({head}.parameters())
         others = [p for p in parameters if not any(p is q for q in output)]
         torch.nn.utils.clip_grad_value_(others, CLIP_VALUE)
         torch.nn.utils.clip_grad_value_(output, CLIP_VALUE_OUTPUT)"""
+    if mode == "autoclip":
+        return """        # AutoClip (Seetharaman et al. 2020), as the authors' code: clip at the
+        # AUTOCLIP_PERCENTILE-th percentile of every norm so far, this one included.
+        norm_history.append(grad_norm.item())
+        torch.nn.utils.clip_grad_norm_(
+            parameters, float(np.percentile(norm_history, AUTOCLIP_PERCENTILE))
+        )"""
+    if mode == "agc":
+        return """        # AGC (Brock et al. 2021), as timm's adaptive_clip_grad: each unit's gradient
+        # at most AGC_LAMBDA times its weights' norm (at least AGC_EPS).
+        for p in parameters:
+            bound = unit_norms(p, p.detach()).clamp(min=AGC_EPS) * AGC_LAMBDA
+            norms = unit_norms(p, p.grad)
+            scaled = p.grad * (bound / norms.clamp(min=1e-6))
+            p.grad.copy_(torch.where(norms < bound, p.grad, scaled))"""
+    if mode == "zclip":
+        return """        zclip.clip_(parameters, grad_norm.item())"""
     raise ValueError(f"no PyTorch code for clip mode {mode!r}")
+
+
+def _torch_clip_setup(config: TrainConfig) -> str:
+    """What a clipping rule needs before the loop: its state or helpers."""
+    mode = config.clip_mode
+    if mode == "autoclip":
+        return "norm_history = []  # AutoClip: every gradient norm so far\n"
+    if mode == "agc":
+        if config.network == "mlp":
+            where = "nn.Linear stores a weight [out, in]: a unit's norm is over dim 1"
+            dims = "1"
+        else:
+            where = (
+                "nn.Linear stores [out, in] (norm over dim 1); this script's recurrent\n"
+                "    kernels are stored (in, out) like Keras (norm over dim 0)"
+            )
+            dims = "0 if p is model.kernel or p is model.recurrent_kernel else 1"
+        return f'''
+
+def unit_norms(p, x):
+    """AGC's unit-wise norm of parameter p's data or gradient x: one number per
+    unit (output); a bias as a whole.
+
+    {where}.
+    """
+    if x.ndim <= 1:
+        return x.norm()
+    return x.norm(dim={dims}, keepdim=True)
+
+'''
+    if mode == "zclip":
+        cap = (
+            ""
+            if not config.zclip_cap
+            else (
+                "            if ZCLIP_CAP is not None:  # the cap clips the warm-up as clip_grad_norm_\n"
+                "                torch.nn.utils.clip_grad_norm_(parameters, ZCLIP_CAP)\n"
+            )
+        )
+        return f'''
+
+class ZClip:
+    """ZClip (Kumar et al. 2025) as the zclip package 1.0.0 does it (z-score mode,
+    adaptive scaling): a warm-up that only collects norms, then an EMA of the norm's
+    mean and variance; a norm more than ZCLIP_Z standard deviations above the mean
+    is clipped to mean + ZCLIP_Z * std / (z / ZCLIP_Z), and the EMA moves with that."""
+
+    def __init__(self):
+        self.buffer, self.mean, self.var = [], None, None
+
+    def clip_(self, parameters, total):
+        if self.mean is None:
+            self.buffer.append(total)
+            if len(self.buffer) >= ZCLIP_WARMUP:
+                self.mean = sum(self.buffer) / len(self.buffer)
+                self.var = sum((x - self.mean) ** 2 for x in self.buffer) / len(self.buffer)
+{cap}            return
+        std = self.var**0.5
+        z = (total - self.mean) / (std + 1e-6)
+        x = self.mean + (ZCLIP_Z * std) / (z / ZCLIP_Z) if z > ZCLIP_Z else total
+        ceiling = x if ZCLIP_CAP is None else min(x, ZCLIP_CAP)
+        if total > ceiling:
+            for p in parameters:
+                p.grad.mul_(ceiling / (total + 1e-6))
+        self.mean = ZCLIP_ALPHA * self.mean + (1 - ZCLIP_ALPHA) * x
+        self.var = ZCLIP_ALPHA * self.var + (1 - ZCLIP_ALPHA) * (x - self.mean) ** 2
+
+
+zclip = ZClip()
+'''
+    return ""
+
+
+def _torch_nonfinite_code(config: TrainConfig) -> str:
+    """Stop at the first non-finite loss or gradient, or (skip_nonfinite) skip the step."""
+    stop = """            print(f"Exploded at step {step}: loss {loss.item()}, gradient norm {grad_norm.item()}")
+            sys.exit(1)"""
+    if not config.skip_nonfinite:
+        return stop
+    return """            # skip_nonfinite: no update at all (weights, optimizer and rule state kept),
+            # as torch.amp.GradScaler does; SKIP_LIMIT skips in a row end the run.
+            skipped, in_a_row = skipped + 1, in_a_row + 1
+            if in_a_row >= SKIP_LIMIT:
+                print(f"Stopped at step {step}: {SKIP_LIMIT} steps in a row were skipped")
+                sys.exit(1)
+            continue
+        in_a_row = 0"""
 
 
 def pytorch_script(config: TrainConfig, upload: UploadedData | None = None) -> str:
@@ -483,7 +601,7 @@ y_test = torch.tensor(np.asarray(y_test), dtype={y_dtype}){y_shape}
 loss_fn = {loss_fn}
 parameters = list(model.parameters())
 optimizer = {optimizer}
-batches = torch.Generator().manual_seed(10_007 * SEED + 17)  # the Lab's batch order
+{_torch_clip_setup(c)}batches = torch.Generator().manual_seed(10_007 * SEED + 17)  # the Lab's batch order
 
 
 def evaluate(x, y):
@@ -493,7 +611,7 @@ def evaluate(x, y):
 
 print(f"before training: train {loss_name} {{evaluate(x_train, y_train):.8g}}, "
       f"test {loss_name} {{evaluate(x_test, y_test):.8g}}{units}")
-step = 0
+step = {"skipped = in_a_row = " if c.skip_nonfinite else ""}0
 for epoch in range(1, EPOCHS + 1):
     order = torch.randperm(len(x_train), generator=batches)
     for start in range(0, len(x_train), BATCH_SIZE):
@@ -502,10 +620,10 @@ for epoch in range(1, EPOCHS + 1):
         optimizer.zero_grad()
         loss = loss_fn(model(x_train[batch]), y_train[batch]){penalty}
         {objective}.backward()
-{_torch_clip_code(c)}
+        grad_norm = torch.nn.utils.get_total_norm([p.grad for p in parameters])
         if not (math.isfinite(loss.item()) and math.isfinite(grad_norm.item())):
-            print(f"Exploded at step {{step}}: loss {{loss.item()}}, gradient norm {{grad_norm.item()}}")
-            sys.exit(1)
+{_torch_nonfinite_code(c)}
+{_torch_clip_code(c)}
         optimizer.step()
     print(f"epoch {{epoch}}: train {loss_name} {{evaluate(x_train, y_train):.8g}}, "
           f"test {loss_name} {{evaluate(x_test, y_test):.8g}}"{accuracy_print})
@@ -537,6 +655,8 @@ def _keras_optimizer_code(config: TrainConfig) -> str:
             "value": "# clipvalue: every component clamped into [-CLIP_VALUE, CLIP_VALUE].\n",
         }[mode]
         return f"{note}optimizer = {base}({args}{simple[mode]})\n"
+    if mode in ADAPTIVE_KERAS:
+        return ADAPTIVE_KERAS[mode].replace("{base}", base).replace("{args}", args)
     if mode == "norm_value":
         clip = """        norm = ops.sqrt(sum(ops.sum(ops.square(g)) for g in grads))
         scale = ops.minimum(1.0, CLIP_NORM / (norm + 1e-6))
@@ -559,6 +679,85 @@ class ClippedOptimizer({base}):
 
 optimizer = ClippedOptimizer({args})
 '''
+
+
+# The adaptive rules in Keras 3. Keras stores kernels (in, out), as the NFNet authors'
+# JAX code does, so AGC's unit norm is over every axis but the last. AutoClip and
+# ZClip keep Python state between steps, so their models run eagerly.
+ADAPTIVE_KERAS = {
+    "agc": '''
+
+def unit_norm(x):
+    """AGC's unit-wise norm: over all axes but the last (a kernel's input axes); a bias whole."""
+    axes = tuple(range(len(x.shape) - 1)) or None
+    return ops.sqrt(ops.sum(ops.square(x), axis=axes, keepdims=axes is not None))
+
+
+class ClippedOptimizer({base}):
+    """AGC (Brock et al. 2021): each unit's gradient at most AGC_LAMBDA times its
+    weights' norm (at least AGC_EPS), as timm's adaptive_clip_grad."""
+
+    def _backend_apply_gradients(self, grads, trainable_variables):
+        clipped = []
+        for g, v in zip(grads, trainable_variables):
+            bound = ops.maximum(unit_norm(v.value), AGC_EPS) * AGC_LAMBDA
+            norm = unit_norm(g)
+            clipped.append(ops.where(norm < bound, g, g * (bound / ops.maximum(norm, 1e-6))))
+        return super()._backend_apply_gradients(clipped, trainable_variables)
+
+
+optimizer = ClippedOptimizer({args})
+''',
+    "autoclip": '''
+
+class ClippedOptimizer({base}):
+    """AutoClip (Seetharaman et al. 2020): clip the global norm at the
+    AUTOCLIP_PERCENTILE-th percentile of every norm so far, this one included."""
+
+    history = []
+
+    def _clip_gradients(self, grads):
+        norm = ops.sqrt(sum(ops.sum(ops.square(g)) for g in grads))
+        self.history.append(float(ops.convert_to_numpy(norm)))
+        ceiling = float(np.percentile(self.history, AUTOCLIP_PERCENTILE))
+        scale = ops.minimum(1.0, ceiling / (norm + 1e-6))
+        return [g * scale for g in grads]
+
+
+optimizer = ClippedOptimizer({args})
+''',
+    "zclip": '''
+
+class ClippedOptimizer({base}):
+    """ZClip (Kumar et al. 2025), as the zclip package 1.0.0: a warm-up that only
+    collects norms, then clip a norm more than ZCLIP_Z standard deviations above
+    its running mean to mean + ZCLIP_Z * std / (z / ZCLIP_Z)."""
+
+    buffer, mean, var = [], None, None
+
+    def _clip_gradients(self, grads):
+        norm = ops.sqrt(sum(ops.sum(ops.square(g)) for g in grads))
+        total = float(ops.convert_to_numpy(norm))
+        if self.mean is None:
+            self.buffer.append(total)
+            if len(self.buffer) >= ZCLIP_WARMUP:
+                self.mean = sum(self.buffer) / len(self.buffer)
+                self.var = sum((x - self.mean) ** 2 for x in self.buffer) / len(self.buffer)
+            ceiling = total if ZCLIP_CAP is None else ZCLIP_CAP
+        else:
+            std = self.var**0.5
+            z = (total - self.mean) / (std + 1e-6)
+            x = self.mean + (ZCLIP_Z * std) / (z / ZCLIP_Z) if z > ZCLIP_Z else total
+            ceiling = x if ZCLIP_CAP is None else min(x, ZCLIP_CAP)
+            self.mean = ZCLIP_ALPHA * self.mean + (1 - ZCLIP_ALPHA) * x
+            self.var = ZCLIP_ALPHA * self.var + (1 - ZCLIP_ALPHA) * (x - self.mean) ** 2
+        scale = ceiling / (total + 1e-6) if total > ceiling else 1.0
+        return [g * scale for g in grads]
+
+
+optimizer = ClippedOptimizer({args})
+''',
+}
 
 
 def keras_script(config: TrainConfig, upload: UploadedData | None = None) -> str:
@@ -599,6 +798,15 @@ def keras_script(config: TrainConfig, upload: UploadedData | None = None) -> str
         if classification
         else ""
     )
+    # AutoClip and ZClip keep Python state between steps: run eagerly.
+    eager = ", run_eagerly=True" if c.clip_mode in ("autoclip", "zclip") else ""
+    skip_note = ""
+    if c.skip_nonfinite:
+        skip_note = (
+            "\nKeras has no switch to skip a step whose gradient is not finite (its\n"
+            "LossScaleOptimizer does it while scaling the loss); this script stops at the\n"
+            "first NaN instead (TerminateOnNaN), where the Lab would skip the step.\n"
+        )
     tbptt_note = ""
     if c.is_recurrent and c.tbptt:
         tbptt_note = (
@@ -612,7 +820,9 @@ def keras_script(config: TrainConfig, upload: UploadedData | None = None) -> str
             "keras>=3 with a backend (TensorFlow, JAX or PyTorch; set KERAS_BACKEND), numpy, scikit-learn",
             "\nKeras draws its own initial weights and batch order, so the numbers differ\n"
             "from the Lab's; the behaviour (explodes or trains) is what to compare.\n"
-            "Keras reports the training loss averaged over each epoch's batches.\n" + tbptt_note,
+            "Keras reports the training loss averaged over each epoch's batches.\n"
+            + tbptt_note
+            + skip_note,
             upload,
         )
         + """
@@ -640,7 +850,7 @@ model = keras.Sequential([
 """
         + _keras_optimizer_code(c)
         + f"""
-model.compile(optimizer=optimizer, loss={loss}{metrics})
+model.compile(optimizer=optimizer, loss={loss}{metrics}{eager})
 model.fit(
     x_train,
     y_train,

@@ -23,7 +23,20 @@ from clipviz.engine import budget
 NETWORKS = ("mlp", "lstm", "rnn")
 OPTIMIZERS = ("sgd", "adam")
 TARGET_SCALINGS = ("none", "standardize", "normalize")
-CLIP_MODES = ("none", "norm", "norm_per_tensor", "value", "norm_value", "layerwise_value")
+CLIP_MODES = (
+    "none",
+    "norm",
+    "norm_per_tensor",
+    "value",
+    "norm_value",
+    "layerwise_value",
+    "autoclip",
+    "agc",
+    "zclip",
+)
+# The adaptive rules, and the setting of each that its stability map varies.
+ADAPTIVE_MODES = ("autoclip", "agc", "zclip")
+RULE_PARAMETER = {"autoclip": "autoclip_percentile", "agc": "agc_lambda", "zclip": "zclip_z"}
 ACTIVATIONS = ("relu", "tanh")
 TASKS = ("adding", "digits")
 # The MLP's shipped data sets (clipviz.engine.data); "reference" is the tutorial's.
@@ -36,6 +49,7 @@ MAX_WIDTH = 512
 MAX_DEPTH = 12
 MAX_HIDDEN = 256
 MAX_BATCH = 1000
+MAX_ZCLIP_WARMUP = 1000  # ZClip keeps its warm-up norms: (warm-up, lanes) numbers
 
 CLIP_MODE_LABELS = {
     "none": "no clipping",
@@ -44,6 +58,9 @@ CLIP_MODE_LABELS = {
     "value": "clip by value (clip_grad_value_)",
     "norm_value": "global norm, then value (Keras 2.2 order)",
     "layerwise_value": "value ranges per layer (Graves 2013)",
+    "autoclip": "AutoClip: norm at a percentile of past norms (Seetharaman et al. 2020)",
+    "agc": "adaptive clipping per unit, AGC (Brock et al. 2021)",
+    "zclip": "ZClip: clip norm spikes by z-score (Kumar et al. 2025)",
 }
 
 
@@ -361,7 +378,7 @@ class TrainConfig:
             "clip norm",
             label="Clip norm c",
             group="clipping",
-            relevant=lambda c: c.uses_clip_norm,
+            relevant=lambda c: c.uses_clip_norm or (c.clip_mode == "zclip" and c.zclip_cap),
             hint="Largest gradient norm allowed.",
             step=0.1,
             format="%g",
@@ -400,6 +417,126 @@ class TrainConfig:
             ui_low=1e-4,
             gt=0.0,
             le=1e9,
+        ),
+    )
+    # The adaptive rules (clipviz.engine.clipping).
+    autoclip_percentile: float = field(
+        default=10.0,
+        metadata=_meta(
+            float,
+            "AutoClip: percentile of the norms so far to clip at",
+            label="AutoClip percentile p",
+            group="clipping",
+            relevant=lambda c: c.clip_mode == "autoclip",
+            hint="Clip at the p-th percentile of every gradient norm seen so far, this "
+            "step's included (Seetharaman et al. 2020).",
+            step=1.0,
+            format="%g",
+            gt=0.0,
+            le=100.0,
+        ),
+    )
+    agc_lambda: float = field(
+        default=0.01,
+        metadata=_meta(
+            float,
+            "AGC: clip factor lambda (unit gradient / unit weight norm)",
+            label="AGC λ",
+            group="clipping",
+            relevant=lambda c: c.clip_mode == "agc",
+            hint="A unit's gradient may be at most λ times its weights' norm (Brock et al. 2021).",
+            step=0.01,
+            format="%g",
+            ui_low=1e-4,
+            gt=0.0,
+            le=100.0,
+        ),
+    )
+    agc_eps: float = field(
+        default=1e-3,
+        metadata=_meta(
+            float,
+            "AGC: smallest weight norm a unit is measured with",
+            label="AGC ε",
+            group="clipping",
+            relevant=lambda c: c.clip_mode == "agc",
+            hint="Units with smaller weights count as this norm, so a zero-initialised unit "
+            "can still move.",
+            step=1e-3,
+            format="%g",
+            ui_low=1e-6,
+            gt=0.0,
+            le=100.0,
+        ),
+    )
+    zclip_alpha: float = field(
+        default=0.97,
+        metadata=_meta(
+            float,
+            "ZClip: EMA smoothing of the norm's mean and variance",
+            label="ZClip α",
+            group="clipping",
+            relevant=lambda c: c.clip_mode == "zclip",
+            hint="How slowly the running mean and variance of the norm forget the past.",
+            step=0.01,
+            format="%g",
+            ui_low=0.5,
+            ui_high=0.999,
+            gt=0.0,
+            lt=1.0,
+        ),
+    )
+    zclip_z: float = field(
+        default=2.5,
+        metadata=_meta(
+            float,
+            "ZClip: z-score above which a norm is a spike",
+            label="ZClip z threshold",
+            group="clipping",
+            relevant=lambda c: c.clip_mode == "zclip",
+            hint="A norm this many standard deviations above the running mean is a spike.",
+            step=0.5,
+            format="%g",
+            ui_low=0.1,
+            gt=0.0,
+            le=1000.0,
+        ),
+    )
+    zclip_warmup: int = field(
+        default=25,
+        metadata=_meta(
+            int,
+            "ZClip: steps collected before the EMA starts",
+            label="ZClip warm-up steps",
+            group="clipping",
+            relevant=lambda c: c.clip_mode == "zclip",
+            hint="Steps whose norms seed the running mean and variance; nothing is clipped "
+            "before (unless the cap is on).",
+            ge=1,
+            le=MAX_ZCLIP_WARMUP,
+        ),
+    )
+    zclip_cap: bool = field(
+        default=False,
+        metadata=_meta(
+            bool,
+            "ZClip: also cap the norm at clip_norm (its max_grad_norm)",
+            label="ZClip hard cap at the clip norm",
+            group="clipping",
+            relevant=lambda c: c.clip_mode == "zclip",
+            hint="Also cap every norm at the clip norm c, warm-up included (ZClip's "
+            "max_grad_norm).",
+        ),
+    )
+    skip_nonfinite: bool = field(
+        default=False,
+        metadata=_meta(
+            bool,
+            "skip a step whose loss or gradient is not finite",
+            label="Skip non-finite steps",
+            group="clipping",
+            hint="Skip a step whose loss or gradient is not finite, as torch.amp's GradScaler "
+            "and optax.apply_if_finite do, instead of ending the run.",
         ),
     )
 
@@ -462,8 +599,17 @@ class TrainConfig:
             parts.append(f"clip value {self.clip_value:g}")
         elif self.clip_mode == "norm_value":
             parts.append(f"clip norm {self.clip_norm:g} + value {self.clip_value:g}")
-        else:
+        elif self.clip_mode == "layerwise_value":
             parts.append(f"clip value {self.clip_value:g} / output {self.clip_value_output:g}")
+        elif self.clip_mode == "autoclip":
+            parts.append(f"AutoClip at the {self.autoclip_percentile:g}th percentile")
+        elif self.clip_mode == "agc":
+            parts.append(f"AGC lambda {self.agc_lambda:g}")
+        else:
+            cap = f", cap {self.clip_norm:g}" if self.zclip_cap else ""
+            parts.append(f"ZClip z {self.zclip_z:g}{cap}")
+        if self.skip_nonfinite:
+            parts.append("skipping non-finite steps")
         if self.target_scaling != "none" and "target_scaling" in self.relevant_keys():
             parts.append(f"{self.target_scaling}d target")
         if self.network == "mlp" and self.data != "reference":
@@ -618,6 +764,8 @@ DEFAULT = TrainConfig()
 
 
 def format_value(value: Any) -> str:
+    if isinstance(value, bool):  # URL and command-line spelling: true / false
+        return "true" if value else "false"
     if isinstance(value, float):
         return f"{value:g}" if abs(value) >= 1e-4 or value == 0 else repr(value)
     return str(value)

@@ -25,6 +25,9 @@ from clipviz.engine.config import TrainConfig
 # net that learned nothing about the inputs (always the training mean, or the class
 # frequencies): the progress detector behind every "it trains" the app says.
 LEARNED_FRACTION = 0.5
+# With skip_nonfinite, this many skipped steps in a row end a lane's run: more
+# than an epoch of the presets' 16 batches, so every batch has been tried.
+SKIP_LIMIT = 20
 
 
 @dataclass(frozen=True)
@@ -32,7 +35,7 @@ class Explosion:
     """Where and how a lane's run went non-finite."""
 
     step: int  # 1-based optimizer step
-    quantity: str  # "loss", "gradient" or "weights"
+    quantity: str  # "loss", "gradient", "weights" or "skipping" (too many skipped steps)
     layer: str | None  # the first layer where it happened (None for the loss)
     grad_norm_before: float | None  # the gradient norm of the last finite step
     # The largest |component| of the gradient at the step, when it is known to be
@@ -40,6 +43,12 @@ class Explosion:
     largest_component: float | None = None
 
     def describe(self) -> str:
+        if self.quantity == "skipping":
+            return (
+                f"{SKIP_LIMIT} steps in a row were skipped because the loss or the gradient "
+                "was not finite: the weights stay where every batch overflows, so skipping "
+                "cannot bring the run back"
+            )
         where = f" in layer '{self.layer}'" if self.layer else ""
         if self.quantity == "gradient" and self.largest_component is not None:
             return (

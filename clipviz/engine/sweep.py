@@ -37,11 +37,23 @@ import numpy as np
 import torch
 
 from clipviz.engine import budget
-from clipviz.engine.config import DEFAULT, PRESETS, TrainConfig
+from clipviz.engine.config import (
+    ADAPTIVE_MODES,
+    DEFAULT,
+    PRESETS,
+    RULE_PARAMETER,
+    TrainConfig,
+    echo,
+)
 from clipviz.engine.data import dataset_for
 from clipviz.engine.trainer import Trainer
 
-MAP_CLIP_MODES = ("none", "norm", "value")
+MAP_CLIP_MODES = ("none", "norm", "value", *ADAPTIVE_MODES)
+CLASSIC_MAP_MODES = ("none", "norm", "value")  # the default maps
+# What a map's rows vary: the threshold of a fixed rule, the adaptive rule's own setting.
+ROW_PARAMETER = {"norm": "clip_norm", "value": "clip_value", **RULE_PARAMETER}
+# The adaptive rules' rows: AutoClip's percentile, AGC's lambda, ZClip's z (log grids).
+PARAMETER_RANGE = {"autoclip": (1.0, 100.0), "agc": (1e-3, 1.0), "zclip": (0.5, 8.0)}
 NETWORKS = ("mlp", "rnn", "lstm")
 # The largest grid side per network: recurrent nets cost far more per lane.
 MAX_GRID = {"mlp": 64, "rnn": 24, "lstm": 24}
@@ -108,10 +120,11 @@ class SweepSpec:
     network: str = "mlp"
     grid: int = 16
     epochs: int | None = None
-    clip_modes: tuple[str, ...] = MAP_CLIP_MODES
+    clip_modes: tuple[str, ...] = CLASSIC_MAP_MODES
     lr_range: tuple[float, float] | None = None
     threshold_range: tuple[float, float] = THRESHOLD_RANGE
     seed: int = 1
+    zclip_cap: float | None = None  # ZClip's optional hard cap (its max_grad_norm); None: off
 
     @property
     def lrs(self) -> np.ndarray:
@@ -121,9 +134,23 @@ class SweepSpec:
     def thresholds(self) -> np.ndarray:
         return log_grid(*self.threshold_range, self.grid)
 
+    def rows(self, clip_mode: str) -> np.ndarray | None:
+        """A map's row values, rounded as trained: thresholds, a rule's setting, or None."""
+        if clip_mode == "none":
+            return None
+        grid = (
+            log_grid(*PARAMETER_RANGE[clip_mode], self.grid)
+            if clip_mode in PARAMETER_RANGE
+            else self.thresholds
+        )
+        return np.array([_round_sig(v) for v in grid])
+
     @property
     def base(self) -> TrainConfig:
-        return base_config(self.network, epochs=self.epochs, seed=self.seed)
+        config = base_config(self.network, epochs=self.epochs, seed=self.seed)
+        if self.zclip_cap is not None:  # the cap is the usual clip_norm (the norm map sets its own)
+            config = config.replace(zclip_cap=True, clip_norm=float(self.zclip_cap))
+        return config
 
     def lanes(self, clip_mode: str) -> int:
         return self.grid if clip_mode == "none" else self.grid * self.grid
@@ -142,16 +169,23 @@ class SweepSpec:
                 "grid", f"must be between 2 and {largest} for the {self.network}, got {self.grid}"
             )
         if not self.clip_modes:
-            raise SweepError("clip-modes", "name at least one of none, norm, value")
+            raise SweepError("clip-modes", f"name at least one of {', '.join(MAP_CLIP_MODES)}")
         for mode in self.clip_modes:
             if mode not in MAP_CLIP_MODES:
                 raise SweepError(
-                    "clip-modes", f"unknown clip mode {mode!r}; choose from none, norm, value"
+                    "clip-modes",
+                    f"unknown clip mode {echo(mode)}; choose from {', '.join(MAP_CLIP_MODES)}",
                 )
         if len(set(self.clip_modes)) != len(self.clip_modes):
             raise SweepError("clip-modes", "a clip mode is named twice")
         _check_range("lr", self.lr_range or LR_RANGE[self.network], 1e-8, 100.0)
         _check_range("threshold", self.threshold_range, 1e-8, 1e9)
+        if self.zclip_cap is not None and not (
+            math.isfinite(self.zclip_cap) and 1e-8 <= self.zclip_cap <= 1e9
+        ):
+            raise SweepError(
+                "zclip-cap", f"must be a number from 1e-08 to 1e+09, got {self.zclip_cap:g}"
+            )
         if self.seed < 0 or self.seed > 2**31 - 1:
             raise SweepError("seed", f"must be between 0 and {2**31 - 1}, got {self.seed}")
         problems = self.base.problems()
@@ -200,17 +234,24 @@ class LaneOutcome:
 class ClipMap:
     """One clipping mode's map: arrays of shape (rows, len(lrs)).
 
-    Rows are thresholds; a ``none`` map has one row (no threshold to vary).
+    Rows are thresholds -- for an adaptive rule, values of its own setting
+    (``row_key``: AutoClip's percentile, AGC's lambda, ZClip's z); a ``none``
+    map has one row (no threshold to vary).
     """
 
     clip_mode: str
     lrs: np.ndarray
-    thresholds: np.ndarray | None  # None for the "none" map
+    thresholds: np.ndarray | None  # the row values; None for the "none" map
     final_loss: np.ndarray
     final_test_loss: np.ndarray
     initial_loss: float
     exploded_at: np.ndarray  # 0: did not explode
     status: np.ndarray  # "trained" / "no_progress" / "diverged"
+
+    @property
+    def row_key(self) -> str | None:
+        """The setting the rows vary (a ``TrainConfig`` field), None for no clipping."""
+        return ROW_PARAMETER.get(self.clip_mode)
 
     @property
     def diverged(self) -> np.ndarray:
@@ -258,6 +299,7 @@ class SweepResult:
                         {
                             "lr": float(m.lrs[col]),
                             "threshold": _row_threshold(m, row),
+                            "row_parameter": m.row_key,
                             "clip_mode": mode,
                             "final_loss": _finite(m.final_loss[row, col]),
                             "final_test_loss": _finite(m.final_test_loss[row, col]),
@@ -297,12 +339,14 @@ def _finite(value: float) -> float | None:
 def cell_config(
     base: TrainConfig, clip_mode: str, lr: float, threshold: float | None
 ) -> TrainConfig:
-    """``base`` with a cell's learning rate, clipping mode and threshold."""
+    """``base`` with a cell's learning rate, clipping mode and row value.
+
+    The row value is the threshold of ``norm``/``value``, the adaptive rule's
+    own setting otherwise (``ROW_PARAMETER``).
+    """
     config = base.replace(lr=float(_round_sig(lr)), clip_mode=clip_mode)
-    if clip_mode == "norm":
-        config = config.replace(clip_norm=float(_round_sig(threshold)))
-    elif clip_mode == "value":
-        config = config.replace(clip_value=float(_round_sig(threshold)))
+    if clip_mode in ROW_PARAMETER and threshold is not None:
+        config = config.replace(**{ROW_PARAMETER[clip_mode]: float(_round_sig(threshold))})
     return config
 
 
@@ -325,6 +369,7 @@ def train_lanes(
     clip_norm: np.ndarray | None = None,
     clip_value: np.ndarray | None = None,
     target_multiplier: np.ndarray | None = None,
+    clip_param: np.ndarray | None = None,
     progress: Progress | None = None,
 ) -> LaneOutcome:
     """Train one lane per entry of ``lr`` (all arrays the same length) to the end."""
@@ -337,6 +382,7 @@ def train_lanes(
         clip_norm=clip_norm,
         clip_value=clip_value,
         target_multiplier=target_multiplier,
+        clip_param=clip_param,
         record="summary",
         evaluate_epochs=False,
     )
@@ -385,7 +431,6 @@ def run_sweep(
     spec = spec.validated()
     base = spec.base
     lrs = np.array([_round_sig(v) for v in spec.lrs])
-    thresholds = np.array([_round_sig(v) for v in spec.thresholds])
     total_work = spec.networks
     done_work = 0
     maps: dict[str, ClipMap] = {}
@@ -393,9 +438,10 @@ def run_sweep(
     steps = 0
     with _with_threads(threads), torch.no_grad():
         for mode in spec.clip_modes:
-            rows = 1 if mode == "none" else len(thresholds)
+            thresholds = spec.rows(mode)
+            rows = 1 if thresholds is None else len(thresholds)
             lane_lr = np.tile(lrs, rows)  # lane = row * len(lrs) + col
-            lane_threshold = np.repeat(thresholds, len(lrs)) if mode != "none" else None
+            lane_threshold = None if thresholds is None else np.repeat(thresholds, len(lrs))
             outcomes = []
             per_trainer = budget.lanes_per_trainer(base, MAX_LANES_PER_TRAINER)
             for part in _chunks(len(lane_lr), per_trainer):
@@ -412,6 +458,7 @@ def run_sweep(
                         lr=lane_lr[part],
                         clip_norm=chosen if mode == "norm" else None,
                         clip_value=chosen if mode == "value" else None,
+                        clip_param=chosen if mode in ADAPTIVE_MODES else None,
                         progress=report,
                     )
                 )
@@ -421,7 +468,7 @@ def run_sweep(
             maps[mode] = ClipMap(
                 clip_mode=mode,
                 lrs=lrs,
-                thresholds=None if mode == "none" else thresholds,
+                thresholds=thresholds,
                 final_loss=outcome.final_train.reshape(shape),
                 final_test_loss=outcome.final_test.reshape(shape),
                 initial_loss=float(outcome.initial_train[0]),

@@ -17,10 +17,13 @@ run, so memory does not grow while playing.
 At the first non-finite loss, gradient or weight of a lane, the trainer
 records ``exploded_at`` (the 1-based step) and what went non-finite first
 (quantity and layer). A single-lane run stops there; in a multi-lane run the
-other lanes go on. Two trainers of configurations that share the seed and
-batch size start from the same weights and see the same batches: that is
-how the Lab's twin runs compare clipped and unclipped in lock-step.
-``result(lane)`` freezes a lane's run into a ``RunResult``.
+other lanes go on. With ``skip_nonfinite`` such a step is skipped instead --
+weights, optimizer state and the clipping rule's state untouched, as
+``torch.amp.GradScaler`` and ``optax.apply_if_finite`` do -- and only
+``SKIP_LIMIT`` skipped steps in a row end a lane's run. Two trainers of
+configurations that share the seed and batch size start from the same weights
+and see the same batches: that is how the Lab's twin runs compare clipped and
+unclipped in lock-step. ``result(lane)`` freezes a lane's run into a ``RunResult``.
 """
 
 from __future__ import annotations
@@ -31,11 +34,11 @@ from typing import Literal
 import numpy as np
 import torch
 
-from clipviz.engine.clipping import clip_statistics, rule_for
+from clipviz.engine.clipping import AGC, clip_statistics, global_norm, rule_for
 from clipviz.engine.config import TrainConfig
 from clipviz.engine.data import Dataset, dataset_for
 from clipviz.engine.models import build_model
-from clipviz.engine.result import Explosion, RunResult
+from clipviz.engine.result import SKIP_LIMIT, Explosion, RunResult
 
 ADAM_BETAS = (0.9, 0.999)
 ADAM_EPS = 1e-8
@@ -51,6 +54,9 @@ STEP_FIELDS = (
     "update_ratio",
     "max_abs_grad",
     "above_one_fraction",  # share of nodes whose applied error gradient |dL/db| > 1
+    "clip_threshold",  # the threshold the rule used (clipping.ClipRule.threshold); NaN: none
+    "skipped",  # 1: the step was skipped (skip_nonfinite), nothing was applied
+    "units_clipped_fraction",  # AGC: the share of all units it clipped (NaN for other rules)
 )
 STAT = {name: i for i, name in enumerate(STEP_FIELDS)}  # a statistic's row in ``_stats``
 
@@ -71,6 +77,7 @@ class Trainer:
         clip_norm: torch.Tensor | np.ndarray | None = None,
         clip_value: torch.Tensor | np.ndarray | None = None,
         target_multiplier: torch.Tensor | np.ndarray | None = None,
+        clip_param: torch.Tensor | np.ndarray | None = None,
         record: Literal["full", "summary"] = "full",
         hidden_grads: bool = False,
         dataset: Dataset | None = None,
@@ -84,7 +91,9 @@ class Trainer:
         ``dataset`` replaces the data ``config`` names, e.g. an uploaded CSV
         (``clipviz.engine.data.UploadedData.dataset``): the MLP's input layer
         takes its number of features, and the work budget is counted on its
-        rows and columns (``ConfigError`` names a limit it passes)."""
+        rows and columns (``ConfigError`` names a limit it passes). ``clip_param``
+        gives each lane its own value of the adaptive rule's setting
+        (``config.RULE_PARAMETER``)."""
         if dataset is not None and config.network == "mlp":
             if dataset.is_sequence:
                 raise ValueError("the MLP trains on tables (rows x features), not sequences")
@@ -116,6 +125,8 @@ class Trainer:
             config,
             clip_norm=None if clip_norm is None else lane_values(clip_norm, config.clip_norm),
             clip_value=None if clip_value is None else lane_values(clip_value, config.clip_value),
+            # float64, so that a lane's percentile or z is exactly its single run's
+            clip_param=None if clip_param is None else _lane_float64(clip_param, n_lanes),
         )
 
         init_gen = torch.Generator().manual_seed(config.seed)
@@ -130,6 +141,15 @@ class Trainer:
         self._neg_lr = -self.lr
         self.second_moment = torch.zeros_like(self.params) if config.optimizer == "adam" else None
         self._batch_gen = torch.Generator().manual_seed(10_007 * config.seed + 17)
+        # skip_nonfinite: skipped steps per lane, in total and in a row; with Adam each
+        # lane counts its own optimizer steps (a skipped step is no step, as in torch).
+        self.skipped_steps = torch.zeros(n_lanes, dtype=torch.int64)
+        self._skips_in_a_row = torch.zeros(n_lanes, dtype=torch.int64)
+        self._adam_steps = (
+            torch.zeros(n_lanes, dtype=torch.float64)
+            if config.skip_nonfinite and config.optimizer == "adam"
+            else None
+        )
 
         n = self.data.n_train
         self.batches_per_epoch = math.ceil(n / config.batch_size)
@@ -145,6 +165,12 @@ class Trainer:
             self._stats = torch.full((S, len(STEP_FIELDS), N), math.nan)
             self._layer_norms = torch.full((S, L, N), math.nan)
             self._layer_norms_after = torch.full((S, L, N), math.nan)
+            self._threshold = torch.full((S, N), math.nan)
+            self._skipped = torch.zeros(S, N)
+            self._units = torch.full((S, N), math.nan)  # AGC's overall share of units clipped
+            self._layer_units = (
+                torch.full((S, L, N), math.nan) if isinstance(self.rule, AGC) else None
+            )
             chunk = max(1, min(self.batches_per_epoch, self.CHUNK_BYTES // (4 * 4 * P * N)))
             self._raw = torch.zeros(4, chunk, P, N)  # grad before, grad after, update, weights
         self._chunk_start = 0  # first step whose raw tensors are not yet summarised
@@ -234,12 +260,31 @@ class Trainer:
         k = s - self._chunk_start
         if full:
             self._raw[0, k] = self.grad
-        total = self.rule.clip_(self.grad, self.layout)
+        skip = None
+        if self.config.skip_nonfinite:
+            # The test of GradScaler and optax.apply_if_finite, on the loss and on the
+            # gradient's global norm (which also catches a float32 overflow of the norm).
+            bad = ~(torch.isfinite(loss) & torch.isfinite(global_norm(self.grad)))
+            skip = bad if bool(bad.any()) else None
+            kept = None if skip is None else self._state_of(skip)
+        total = self.rule.clip_(self.grad, self.layout, weights=self.params, skip=skip)
+        if full:
+            self._threshold[s] = self.rule.threshold(self.n_lanes)
+            if isinstance(self.rule, AGC):
+                self._layer_units[s] = self.rule.layer_units_clipped(self.layout)
+                self._units[s] = self.rule.share_of_units_clipped()
+        if self._adam_steps is not None:
+            self._adam_steps += 1 if skip is None else (~skip).double()
+        t = s + 1 if self._adam_steps is None else self._adam_steps
         if self._fused_sgd:
             self._sgd_step_lanes()
         else:
-            update = self._update_direction(s + 1).mul_(self.lr)  # params -= lr * direction
+            update = self._update_direction(t).mul_(self.lr)  # params -= lr * direction
             self.params.sub_(update)
+        if skip is not None:
+            self._restore_state(skip, kept)
+            if not self._fused_sgd:
+                update[:, skip] = 0.0  # nothing was applied
         if full:
             self._raw[1, k] = self.grad
             self._raw[2, k] = update
@@ -247,14 +292,47 @@ class Trainer:
         self._loss[s] = loss
         self._grad_norm[s] = total
         self.step_count = s + 1
+        if self.config.skip_nonfinite:
+            self._count_skips(s, skip)
         # PyTorch's test for a non-finite gradient: its total norm is not finite.
-        if not bool(torch.isfinite(self._loss[s]).all() & torch.isfinite(total).all()):
+        # (With skip_nonfinite, every such lane was skipped instead.)
+        if skip is None and not bool(
+            torch.isfinite(self._loss[s]).all() & torch.isfinite(total).all()
+        ):
             self._flush()
             self._find_explosions(s)
         elif full and k + 1 == self._raw.shape[1]:
             self._flush()
         if self.step_count % self.batches_per_epoch == 0:
             self._end_epoch()
+
+    def _state_of(self, lanes: torch.Tensor) -> list[torch.Tensor]:
+        """Copies of the weights and optimizer state of ``lanes`` (a skipped step's)."""
+        state = [self.params, self.velocity, self.second_moment]
+        return [t[:, lanes].clone() for t in state if t is not None]
+
+    def _restore_state(self, lanes: torch.Tensor, kept: list[torch.Tensor]) -> None:
+        state = [t for t in (self.params, self.velocity, self.second_moment) if t is not None]
+        for tensor, saved in zip(state, kept, strict=True):
+            tensor[:, lanes] = saved
+
+    def _count_skips(self, s: int, skip: torch.Tensor | None) -> None:
+        """Count the skipped steps (0-based step ``s``); end lanes that skip too long."""
+        if skip is None:
+            self._skips_in_a_row.zero_()
+            return
+        self.skipped_steps += skip
+        self._skips_in_a_row = torch.where(skip, self._skips_in_a_row + 1, 0)
+        if self.record == "full":
+            self._skipped[s] = skip.float()
+            self._threshold[s, skip] = math.nan  # the rule did not run for them
+        ended = skip & (self._skips_in_a_row >= SKIP_LIMIT) & self.alive
+        for lane in torch.nonzero(ended).flatten().tolist():
+            norms = self._grad_norm[: s + 1, lane]
+            finite = norms[torch.isfinite(norms)]
+            before = float(finite[-1]) if finite.numel() else None
+            self.explosions[lane] = Explosion(s + 1, "skipping", None, before)
+        self.alive &= ~ended
 
     def _sgd_step_lanes(self) -> None:
         """SGD with momentum for many lanes without per-step records, fused.
@@ -271,7 +349,7 @@ class Trainer:
         else:
             self.params.addcmul_(self.grad, self._neg_lr)
 
-    def _update_direction(self, t: int) -> torch.Tensor:
+    def _update_direction(self, t: int | torch.Tensor) -> torch.Tensor:
         """The optimizer's step direction (before the learning rate).
 
         SGD with momentum in PyTorch's form v = m v + g (Keras's v = m v - lr g
@@ -289,8 +367,11 @@ class Trainer:
         b1, b2 = ADAM_BETAS
         self.velocity.mul_(b1).add_(self.grad, alpha=1 - b1)
         self.second_moment.mul_(b2).addcmul_(self.grad, self.grad, value=1 - b2)
-        denom = (self.second_moment / (1 - b2**t)).sqrt_().add_(ADAM_EPS)
-        return self.velocity / (1 - b1**t) / denom
+        correct1, correct2 = 1 - b1**t, 1 - b2**t
+        if isinstance(t, torch.Tensor):  # per-lane step counts (skip_nonfinite), as float32
+            correct1, correct2 = correct1.float(), correct2.float()
+        denom = (self.second_moment / correct2).sqrt_().add_(ADAM_EPS)
+        return self.velocity / correct1 / denom
 
     def _flush(self) -> None:
         """Summarise the raw tensors of the steps since the last flush, in one pass."""
@@ -322,8 +403,23 @@ class Trainer:
             # The share of nodes whose error gradient (the gradient of their bias, as
             # applied after clipping) is above 1 in size; NaN counts as above.
             "above_one_fraction": (~(after[:, layout.bias_rows].abs() <= 1)).float().mean(dim=1),
+            "clip_threshold": self._threshold[start:stop],
+            "skipped": self._skipped[start:stop],
+            "units_clipped_fraction": self._units[start:stop],
         }
         self._stats[start:stop] = torch.stack([stats[name] for name in STEP_FIELDS], dim=1)
+        skipped = self._skipped[start:stop].bool()
+        if bool(skipped.any()):  # nothing was applied: no clipping, no applied gradient
+            for name, value in (
+                ("grad_norm_after", math.nan),
+                ("clip_scale", math.nan),
+                ("clipped", 0.0),
+                ("clipped_fraction", 0.0),
+                ("cosine", math.nan),
+                ("above_one_fraction", math.nan),
+            ):
+                i = STAT[name]
+                self._stats[start:stop, i] = torch.where(skipped, value, self._stats[start:stop, i])
         self._layer_norms[start:stop] = layer_sq.sqrt()
         self._layer_norms_after[start:stop] = layer_sq_after.sqrt()
 
@@ -463,6 +559,8 @@ class Trainer:
                 out[name] = values[:, i]
             out["layer_grad_norm"] = self._layer_norms[:s, :, lane].double().numpy()
             out["layer_grad_norm_after"] = self._layer_norms_after[:s, :, lane].double().numpy()
+            if self._layer_units is not None:  # AGC: the share of each layer's units clipped
+                out["layer_units_clipped"] = self._layer_units[:s, :, lane].double().numpy()
         else:
             out["loss"] = self._loss[:s, lane].double().numpy()
             out["grad_norm"] = self._grad_norm[:s, lane].double().numpy()
@@ -533,6 +631,7 @@ class Trainer:
             target_scale=float(self.data.target_scale),
             losses_now=losses_now,
             accuracies_now=accuracies_now,
+            extras={"skipped_steps": int(self.skipped_steps[lane])},
         )
 
     def memory_bytes(self) -> int:
@@ -543,12 +642,23 @@ class Trainer:
             "_stats",
             "_layer_norms",
             "_layer_norms_after",
+            "_threshold",
+            "_skipped",
+            "_units",
+            "_layer_units",
             "_raw",
             "_hidden",
         )
         tensors += [t for t in (getattr(self, name, None) for name in optional) if t is not None]
         # Four (epochs, lanes) arrays: train and test loss, train and test accuracy.
         return sum(t.numel() * t.element_size() for t in tensors) + self.epoch_train_loss.nbytes * 4
+
+
+def _lane_float64(values: torch.Tensor | np.ndarray, n_lanes: int) -> torch.Tensor:
+    t = torch.as_tensor(np.asarray(values, dtype=np.float64)).reshape(-1)
+    if t.numel() != n_lanes:
+        raise ValueError(f"expected {n_lanes} lane values, got {t.numel()}")
+    return t
 
 
 def train(config: TrainConfig, **kwargs) -> Trainer:

@@ -1,4 +1,5 @@
-"""Stability-map heatmaps: learning rate x clip threshold, and learning rate x target scale.
+"""Stability-map heatmaps: learning rate x clip threshold (or an adaptive rule's own
+setting), and learning rate x target scale.
 
 Pure functions from ``clipviz.engine.sweep`` results to Plotly figures. Every panel
 of a figure shares one colour axis (log10 of the loss), so colours compare
@@ -28,7 +29,18 @@ PANEL_TITLES = {
     "none": "no clipping",
     "norm": "clip by norm: ‖g‖ ≤ c",
     "value": "clip by value: |gᵢ| ≤ c",
+    "autoclip": "AutoClip: a percentile",
+    "agc": "AGC: ‖Gᵢ‖ ≤ λ‖Wᵢ‖",
+    "zclip": "ZClip: z-score spikes",
 }
+# The y axis of an adaptive rule's map: the setting its rows vary.
+ROW_TITLES = {
+    "autoclip": "percentile p",
+    "agc": "λ (clip factor)",
+    "zclip": "z threshold",
+}
+ROW_SYMBOLS = {"autoclip": "p", "agc": "λ", "zclip": "z"}
+ROW_TICKS = {"zclip": (0.5, 1, 2, 4, 8)}  # less than two decades: powers of ten are too few
 STATUS_TEXT = {
     "trained": "trained",
     "no_progress": "no progress (ended no lower than it started)",
@@ -331,6 +343,8 @@ def _clip_hover(m: ClipMap, row: int, col: int) -> str:
     lines = [f"lr {m.lrs[col]:.4g}"]
     if m.thresholds is None:
         lines.append("no clipping (threshold not used)")
+    elif m.clip_mode in ROW_SYMBOLS:
+        lines.append(f"{m.clip_mode}: {ROW_SYMBOLS[m.clip_mode]} = {m.thresholds[row]:.4g}")
     else:
         lines.append(f"clip {m.clip_mode} c = {m.thresholds[row]:.4g}")
     status = str(m.status[row, col])
@@ -426,6 +440,93 @@ def clip_maps_figure(
         top_label=f"≥ start ({fmt_number(top)})",
         height=height,
     )
+
+
+def adaptive_maps_figure(
+    result: SweepResult,
+    *,
+    marker: Marker | None = None,
+    selected: Cell | None = None,
+    height: int = 400,
+) -> go.Figure:
+    """One heatmap per adaptive rule: lr (x) x the rule's own setting (y), colour = final loss.
+
+    Each panel has its own y axis (a percentile, a factor lambda, a z-score),
+    all share the colour axis with ``clip_maps_figure``'s convention.
+    """
+    maps = [m for m in result.maps.values() if m.clip_mode in ROW_TITLES]
+    if not maps:
+        raise ValueError("the sweep has no adaptive rule's map")
+    fig = make_subplots(
+        rows=1,
+        cols=len(maps),
+        horizontal_spacing=0.1,  # each panel has its own y axis and title
+        subplot_titles=[PANEL_TITLES[m.clip_mode] for m in maps],
+    )
+    top = maps[0].initial_loss
+    low, high = _colour_range([m.final_loss for m in maps], top)
+    size = _marker_size(len(maps[0].lrs), len(maps))
+    y_edges = {}
+    for col, m in enumerate(maps, start=1):
+        rows = m.final_loss.shape[0]
+        y_edges[col] = log_edges(m.thresholds)
+        hover = np.array(
+            [[_clip_hover(m, r, c) for c in range(len(m.lrs))] for r in range(rows)], dtype=object
+        )
+        custom = np.array(
+            [[[m.clip_mode, r, c] for c in range(len(m.lrs))] for r in range(rows)], dtype=object
+        )
+        with np.errstate(divide="ignore", invalid="ignore"):
+            z_log = np.log10(np.clip(m.final_loss, 10**low, None))
+        _panel(
+            fig,
+            col,
+            x_centres=m.lrs,
+            y_centres=m.thresholds,
+            y_edges=y_edges[col],
+            z_log=np.minimum(z_log, high),
+            diverged=m.diverged,
+            hover=hover,
+            custom=custom,
+            marker_size=size,
+        )
+        if marker is not None and marker.clip_mode == m.clip_mode and marker.y is not None:
+            _add_point(fig, col, marker.x, marker.y, _lab_marker_style(), marker.label)
+        if _in_panel(selected, m.clip_mode, rows, len(m.lrs)):
+            x_edges = log_edges(m.lrs)[selected.col : selected.col + 2]
+            y_span = y_edges[col][selected.row : selected.row + 2]
+            _outline(fig, col, tuple(x_edges), tuple(y_span))
+    _legend_entries(
+        fig,
+        any_diverged=any(m.diverged.any() for m in maps),
+        marked=marker is not None and any(marker.clip_mode == m.clip_mode for m in maps),
+        selected=selected is not None,
+    )
+    fig = _finish(
+        fig,
+        n_panels=len(maps),
+        x_range=log_edges(maps[0].lrs),
+        y_range=y_edges[1],
+        y_title=ROW_TITLES[maps[0].clip_mode],
+        colour_low=low,
+        colour_high=high,
+        colour_title="final train MSE",
+        top_label=f"≥ start ({fmt_number(top)})",
+        height=height,
+    )
+    for col, m in enumerate(maps, start=1):  # each rule's own axis
+        ticks = [
+            v for v in ROW_TICKS.get(m.clip_mode, ()) if m.thresholds[0] <= v <= m.thresholds[-1]
+        ]
+        fig.update_yaxes(
+            range=list(np.log10(y_edges[col][[0, -1]])),
+            title_text=ROW_TITLES[m.clip_mode],
+            title_standoff=4,
+            row=1,
+            col=col,
+            **({"tickvals": ticks, "ticktext": [f"{v:g}" for v in ticks]} if ticks else {}),
+        )
+    return fig
 
 
 # ---- learning rate x target scale --------------------------------------------------

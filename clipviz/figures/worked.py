@@ -3,7 +3,9 @@
 * ``step_figure``: the vector as bars, before and after, the component in work framed;
 * ``geometry_figure``: a 2-D gradient, the value box ``[-c, c]^2``, the norm circle of
   radius ``c`` and both clipped arrows with the angle each turned;
-* ``comparison_figure``: global-norm versus per-tensor-norm clipping of two layers.
+* ``comparison_figure``: global-norm versus per-tensor-norm clipping of two layers;
+* ``agc_figure``: AGC's units, each gradient's length before and after against its bound;
+* ``history_figure``: ZClip or AutoClip on a history of norms, with the threshold it used.
 
 Colours: the original gradient wears ``UNCLIPPED``; norm clipping wears ``CLIPPED``
 (as clipped runs do everywhere in the app); value clipping, a different rule, wears
@@ -18,6 +20,7 @@ from collections.abc import Sequence
 import plotly.graph_objects as go
 
 from clipviz.figures.style import ACCENT, CLIPPED, SEQUENCE, THRESHOLD, UNCLIPPED, base_layout
+from clipviz.lessons.adaptive import AgcResult, HistoryResult
 from clipviz.lessons.worked import ClipComparison, WorkedResult, format_number, progress_at
 
 ORIGINAL = UNCLIPPED
@@ -25,6 +28,7 @@ NORM_CLIPPED = CLIPPED
 VALUE_CLIPPED = SEQUENCE[2]  # bluish green
 PER_TENSOR = SEQUENCE[3]  # reddish purple
 MODE_COLOURS = {"value": VALUE_CLIPPED, "norm": NORM_CLIPPED, "norm_value": VALUE_CLIPPED}
+NEUTRAL_FILL = "rgba(153, 153, 153, 0.15)"  # ZClip's warm-up band
 
 
 def _exact(x: float) -> str:
@@ -324,4 +328,153 @@ def comparison_figure(comparison: ClipComparison, *, height: int = 300) -> go.Fi
     )
     fig.update_yaxes(title_text="value", zeroline=True, zerolinecolor="#888888")
     fig.update_xaxes(title_text="component")
+    return fig
+
+
+# ---- the adaptive rules ----------------------------------------------------------------
+
+
+def _focus_band(fig: go.Figure, x: float) -> None:
+    fig.add_shape(
+        type="rect",
+        xref="x",
+        yref="paper",
+        x0=x - 0.5,
+        x1=x + 0.5,
+        y0=0,
+        y1=1,
+        line={"width": 0},
+        fillcolor=ACCENT,
+        opacity=0.15,
+        layer="below",
+    )
+
+
+def agc_figure(result: AgcResult, step_index: int, *, height: int = 300) -> go.Figure:
+    """Per unit: the gradient's length before and after AGC, and the unit's bound.
+
+    At step ``step_index`` of ``result.steps`` only the units worked so far
+    show their clipped length; the unit in work is banded. Log y axis: the
+    bounds of units with small weights (or none, where ε sets it) lie decades
+    below the others.
+    """
+    focus, done = result.steps[step_index].focus, min(step_index, len(result.units))
+    labels = [f"unit {u.index + 1}" for u in result.units]
+    after = [math.sqrt(sum(v * v for v in u.grad_after)) for u in result.units]
+    fig = go.Figure()
+    fig.add_bar(
+        x=labels,
+        y=[u.grad_norm for u in result.units],
+        name="‖Gᵢ‖ before",
+        marker={"color": ORIGINAL, "opacity": 0.55},
+        customdata=[_exact(u.grad_norm) for u in result.units],
+        hovertemplate="%{x}: ‖Gᵢ‖ = %{customdata}<extra>before</extra>",
+    )
+    fig.add_bar(
+        x=labels,
+        y=[a if u.index < done else None for u, a in zip(result.units, after, strict=True)],
+        name="‖Gᵢ′‖ after AGC",
+        marker={"color": NORM_CLIPPED},
+        customdata=[
+            f"{_exact(a)} (× {_exact(u.scale)})" for u, a in zip(result.units, after, strict=True)
+        ],
+        hovertemplate="%{x}: ‖Gᵢ′‖ = %{customdata}<extra>after</extra>",
+    )
+    fig.add_scatter(
+        x=labels,
+        y=[u.bound for u in result.units],
+        mode="markers",
+        name="bound λ·max(‖Wᵢ‖, ε)",
+        marker={"symbol": "line-ew-open", "size": 44, "color": THRESHOLD, "line": {"width": 3}},
+        customdata=[
+            f"{format_number(result.clip_factor)} × {_exact(u.floor)} = {_exact(u.bound)}"
+            for u in result.units
+        ],
+        hovertemplate="%{x}: bound = %{customdata}<extra></extra>",
+    )
+    if focus is not None:
+        _focus_band(fig, focus)
+    base_layout(fig, height=height)
+    fig.update_layout(barmode="group", bargap=0.3, margin={"l": 60, "r": 20, "t": 40, "b": 40})
+    fig.update_yaxes(type="log", title_text="length (log scale)", exponentformat="power")
+    fig.update_xaxes(title_text="unit (a row of the weight matrix)")
+    return fig
+
+
+def history_figure(result: HistoryResult, step_index: int, *, height: int = 320) -> go.Figure:
+    """The norms a rule saw, what it let through, and its threshold at each step.
+
+    At step ``step_index`` of ``result.steps`` the threshold and the clipped
+    norms are drawn up to the step in work, which is banded in ``ACCENT``.
+    Log y axis: a spike sits a decade or more above the rest. ZClip's warm-up
+    is shaded.
+    """
+    focus, done = result.steps[step_index].focus, min(step_index, len(result.rows))
+    steps = [r.step for r in result.rows]
+    worked_rows = result.rows[:done]
+    fig = go.Figure()
+    if result.rule == "zclip":
+        warm = [r.step for r in result.rows if r.phase == "warm-up"]
+        if warm:
+            fig.add_shape(
+                type="rect",
+                xref="x",
+                yref="paper",
+                x0=0.5,
+                x1=warm[-1] + 0.5,
+                y0=0,
+                y1=1,
+                line={"width": 0},
+                fillcolor=NEUTRAL_FILL,
+                layer="below",
+            )
+            fig.add_annotation(
+                x=(warm[-1] + 1) / 2,
+                y=1.0,
+                xref="x",
+                yref="paper",
+                yanchor="bottom",
+                text="warm-up: only watching"
+                if dict(result.settings)["cap"] is None
+                else "warm-up",
+                showarrow=False,
+                font={"color": THRESHOLD, "size": 12},
+            )
+    fig.add_scatter(
+        x=steps[:done],
+        y=[r.threshold for r in worked_rows],
+        mode="lines",
+        line={"color": THRESHOLD, "dash": "dash", "shape": "hvh", "width": 1.5},
+        name="threshold used",
+        customdata=["none" if r.threshold is None else _exact(r.threshold) for r in worked_rows],
+        hovertemplate="step %{x}: threshold %{customdata}<extra></extra>",
+        connectgaps=False,
+    )
+    fig.add_scatter(
+        x=steps,
+        y=[r.norm for r in result.rows],
+        mode="lines+markers",
+        line={"color": ORIGINAL, "width": 1},
+        marker={"size": 8},
+        name="‖g‖ before",
+        customdata=[_exact(r.norm) for r in result.rows],
+        hovertemplate="step %{x}: ‖g‖ = %{customdata}<extra>before</extra>",
+    )
+    fig.add_scatter(
+        x=steps[:done],
+        y=[r.clipped_norm for r in worked_rows],
+        mode="markers",
+        marker={"color": NORM_CLIPPED, "size": 9, "symbol": "diamond"},
+        name="‖g‖ after",
+        customdata=[
+            f"{_exact(r.clipped_norm)}" + (" (clipped)" if r.clipped else "") for r in worked_rows
+        ],
+        hovertemplate="step %{x}: %{customdata}<extra>after</extra>",
+    )
+    if focus is not None:
+        _focus_band(fig, focus + 1)
+    base_layout(fig, height=height)
+    fig.update_layout(margin={"l": 60, "r": 20, "t": 40, "b": 40})
+    fig.update_yaxes(type="log", title_text="gradient norm (log scale)", dtick="D2")
+    fig.update_xaxes(title_text="step", dtick=1 if len(steps) <= 20 else 5)
     return fig
