@@ -36,8 +36,10 @@ from clipviz.engine.labstate import (
     LabState,
     default_twin_mode,
 )
+from clipviz.figures.race import race_figure
 from clipviz.figures.training import lab_figure
 from clipviz.lessons import fixes
+from clipviz.lessons import race as clipviz_race
 
 ensure_router()
 
@@ -551,6 +553,51 @@ with st.expander("How to read the charts"):
         "relative to that length. Updates far above a thousandth of the weights are "
         "a warning sign; an explosion shows as both curves shooting up."
     )
+
+# ---- the rule race ------------------------------------------------------------------------
+
+RACE_KEY = "_lab_race"  # the config the learner last raced
+
+
+@st.cache_data(max_entries=32, show_spinner="Racing six clipping rules on these settings…")
+def race(config: TrainConfig) -> list:
+    """Every rule on ``config``, in lock-step: once per configuration per server."""
+    return clipviz_race.run_race(config)
+
+
+def rule_race(config: TrainConfig) -> None:
+    """One click: the same network under every clipping rule, overlaid."""
+    st.subheader("Rule race")
+    st.markdown(
+        "Train these settings once per clipping rule (none, norm, value, AutoClip, AGC, "
+        "ZClip), all from the same start on the same batches, and compare what each rule "
+        "does with the same gradients. Each rule uses its own settings from the sidebar."
+    )
+    if st.button("Race the rules", key="race", help="Six full runs, side by side."):
+        state[RACE_KEY] = config
+    if state.get(RACE_KEY) != config:
+        return
+    entries = race(config)
+    st.plotly_chart(race_figure(entries), key="race_chart", width="stretch")
+    st.dataframe(
+        [entry.row() for entry in entries],
+        hide_index=True,
+        column_config={
+            "final test loss": st.column_config.NumberColumn(format="%.4g"),
+            "steps clipped": st.column_config.NumberColumn(format="percent"),
+            "largest ‖g‖": st.column_config.NumberColumn(format="%.3g"),
+        },
+    )
+    st.caption(
+        "AutoClip (Seetharaman et al. 2020) clips at a percentile of the norms seen so far; "
+        "AGC (Brock et al. 2021) clips each unit's gradient relative to its weights; ZClip "
+        "(Kumar et al. 2025) clips norms that spike above a running mean. Losses are in the "
+        "target's own units."
+    )
+
+
+if not shown.hides("clipping"):
+    rule_race(config)
 
 # ---- share and export -------------------------------------------------------------------
 

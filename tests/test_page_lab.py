@@ -427,3 +427,13 @@ def test_uploads_stay_in_their_session():
     assert first.session_state["_lab_run"].dataset is not None
     assert second.session_state["_lab_run"].dataset is None
     assert "_lab_upload" not in second.session_state
+
+
+def test_the_rule_race_runs_on_one_click():
+    app = open_lab(preset="tutorial_unscaled", epochs="3")
+    button(app, "Race the rules").click().run()
+    assert not app.exception, [e.value for e in app.exception]
+    table = app.dataframe[0].value
+    assert list(table["rule"]) == ["none", "norm", "value", "autoclip", "agc", "zclip"]
+    assert table["outcome"][0].startswith("explodes at step")
+    assert len(app.get("plotly_chart")) == 1

@@ -51,6 +51,7 @@ class RunTrace:
     clip_value: float | None = None  # draw max |g_i| and its threshold when value-clipping
     batches_per_epoch: int | None = None  # where the epoch losses sit on the step axis
     secondary: bool = False  # a comparison run: drawn fainter when colours coincide
+    adaptive: bool = False  # its threshold changes from step to step (AutoClip, ZClip)
 
     @classmethod
     def from_result(
@@ -84,6 +85,7 @@ class RunTrace:
             clip_value=cfg.clip_value if cfg.uses_clip_value else None,
             batches_per_epoch=result.batches_per_epoch,
             secondary=secondary,
+            adaptive=cfg.clip_mode in ("autoclip", "zclip"),
         )
 
     @property
@@ -206,6 +208,7 @@ def _series(
     dash: str = "solid",
     width: float = 1.5,
     opacity: float = 1.0,
+    colour: str | None = None,
 ) -> dict:
     y = trace.records[key]
     idx = thin(len(y), y)
@@ -216,7 +219,7 @@ def _series(
         "y": finite_or_nan(y[idx]),
         "mode": "lines",
         **names,
-        "line": {"color": run_colour(trace.clipped), "dash": dash, "width": width},
+        "line": {"color": colour or run_colour(trace.clipped), "dash": dash, "width": width},
         "opacity": opacity,
         "xaxis": ax.x,
         "yaxis": ax.y,
@@ -503,6 +506,20 @@ def _grad_panel(traces: list[RunTrace], ax: _Axes, names: _Names, *, label=True)
                         ax,
                         dash="dashdot",
                         width=1.2,
+                        opacity=opacity,
+                    )
+                )
+            if trace.adaptive and "clip_threshold" in records:
+                # An adaptive rule's threshold moves: draw the one it used at each step.
+                panel.data.append(
+                    _series(
+                        trace,
+                        "clip_threshold",
+                        names(trace, "threshold the rule used"),
+                        ax,
+                        dash="dash",
+                        width=1.4,
+                        colour=THRESHOLD,
                         opacity=opacity,
                     )
                 )
