@@ -18,6 +18,7 @@ import torch
 
 from clipviz.engine.config import DEFAULT, PRESETS
 from clipviz.engine.data import dataset_for
+from clipviz.engine.labstate import LabState
 from clipviz.engine.trainer import SKIP_LIMIT, Trainer
 
 POISONED_ROW = 7  # a training row with an infinite input: its batch's loss is NaN
@@ -160,7 +161,8 @@ def test_lanes_skip_independently():
 def test_the_switch_round_trips_through_links():
     config = DEFAULT.replace(skip_nonfinite=True)
     assert config.to_params()["skip_nonfinite"] == "true"
-    assert "skip_nonfinite" not in DEFAULT.to_params()  # off is the default
+    assert "skip_nonfinite" not in LabState(DEFAULT).to_params()  # off: links leave it out
+    assert LabState(config).to_params()["skip_nonfinite"] == "true"
     parsed, problems = type(config).from_params({"skip_nonfinite": "true"})
     assert parsed.skip_nonfinite is True and not problems
     _, problems = type(config).from_params({"skip_nonfinite": "maybe"})
