@@ -261,7 +261,11 @@ class LabRun:
         epoch = trainer.step_count / trainer.batches_per_epoch
         epochs = self.config.epochs
         shown = f"{epoch:.0f}" if epoch == int(epoch) else f"{epoch:.1f}"
-        return f"Step {self.step_count:,} of {self.total_steps:,} · epoch {shown} of {epochs:,}"
+        text = f"Step {self.step_count:,} of {self.total_steps:,} · epoch {shown} of {epochs:,}"
+        skipped = int(self.primary.skipped_steps[0]) if not self.closed else 0
+        if skipped:
+            text += f" · {skipped:,} step{'s' if skipped != 1 else ''} skipped (not finite)"
+        return text
 
     def labelled(self) -> list[tuple[str, Trainer]]:
         """(legend name, trainer) pairs; the twin's name says what differs."""

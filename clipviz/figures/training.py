@@ -227,6 +227,30 @@ def _series(
     }
 
 
+def _skip_marks(trace: RunTrace, ax: _Axes, names: _Names, opacity: float) -> dict:
+    """Triangles along the top of the gradient-norm data at each skipped step (its own
+    norm was not finite, so it has no point of its own on a log axis)."""
+    records = trace.records
+    where = np.nonzero(np.nan_to_num(records["skipped"]) > 0)[0]
+    where = where[thin(len(where), max_points=MAX_MARKERS)]
+    finite = records["grad_norm"][np.isfinite(records["grad_norm"])]
+    top = float(finite.max()) if finite.size else 1.0
+    entry = names(trace, "skipped steps (not finite)")
+    entry.pop("hovername")
+    return {
+        "type": "scatter",
+        "x": records["step"][where],
+        "y": np.full(len(where), top),
+        "mode": "markers",
+        **entry,
+        "marker": {"color": NEUTRAL, "size": 8, "symbol": "triangle-down"},
+        "opacity": opacity,
+        "xaxis": ax.x,
+        "yaxis": ax.y,
+        "hovertemplate": "step %{x} skipped: its loss or gradient was not finite<extra></extra>",
+    }
+
+
 def _explosion_marks(trace: RunTrace, ax: _Axes, *, label: bool = True) -> _Panel:
     """A dotted vertical line (and a label) at the step where ``trace`` exploded."""
     panel = _Panel()
@@ -523,6 +547,9 @@ def _grad_panel(traces: list[RunTrace], ax: _Axes, names: _Names, *, label=True)
                         opacity=opacity,
                     )
                 )
+            skipped = records.get("skipped")
+            if skipped is not None and np.nan_to_num(skipped).any():
+                panel.data.append(_skip_marks(trace, ax, names, opacity))
             clipped = records.get("clipped")
             if trace.clipped and clipped is not None:
                 where = np.nonzero(np.nan_to_num(clipped) > 0)[0]
