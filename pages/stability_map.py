@@ -519,7 +519,7 @@ else:
             "train MSE",
         )
     )
-    button.link_button("Open in the Lab", f"./lab?{rule_config.to_query()}", type="primary")
+    button.link_button("Open in the Lab", lab_url(rule_config, "./lab"), type="primary")
     for mode, m in rules_result.maps.items():
         st.markdown(adaptive.map_paragraph(mode, m, result.maps.get("none"), rules_spec.zclip_cap))
 

@@ -321,11 +321,13 @@ def test_the_budget_counts_the_uploads_own_rows():
 
 
 def test_a_lab_run_and_its_twin_train_on_an_upload():
-    from clipviz.app.lab import LabRun, twin_config
+    from clipviz.app.lab import LabRun
+    from clipviz.engine.labstate import LabState
 
     chosen = choose_columns(read_upload(make_csv(100, seed=4)))
     config = TrainConfig(clip_mode="norm", epochs=2)
-    run = LabRun(config, twin_config(config), dataset=chosen.dataset(config.target_scaling))
+    twin = LabState(config, twin=True).twin_config
+    run = LabRun(config, twin, dataset=chosen.dataset(config.target_scaling))
     run.step(200)
     assert all(t.data.uploaded and t.model.n_inputs == 3 for t in run.trainers)
     # Same data, same init, same batches: the first loss of the twins agrees.

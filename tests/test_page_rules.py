@@ -15,6 +15,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from clipviz.engine import sweep
+from clipviz.engine.labstate import LabState
 from clipviz.lessons import adaptive
 
 PAGES = Path(__file__).resolve().parents[1] / "pages"
@@ -136,10 +137,10 @@ def test_an_adaptive_cell_opens_its_exact_configuration_in_the_lab(rule_maps: Ap
     spec = sweep.SweepSpec(grid=8, epochs=5, clip_modes=("agc",))
     links = [b.proto.url for b in rule_maps.get("link_button")]
     agc_link = next(u for u in links if "clip_mode=agc" in u)
-    params = {k: v[-1] for k, v in parse_qs(urlsplit(agc_link).query).items()}
-    assert float(params["agc_lambda"]) == spec.rows("agc")[5]
-    assert float(params["lr"]) == pytest.approx(spec.lrs[2], rel=1e-2)
-    assert params["epochs"] == "5" and "agc_eps" in params
+    config = LabState.from_query(parse_qs(urlsplit(agc_link).query))[0].config
+    assert config.clip_mode == "agc" and config.agc_lambda == spec.rows("agc")[5]
+    assert config.lr == pytest.approx(spec.lrs[2], rel=1e-2)
+    assert config.epochs == 5 and config.agc_eps == sweep.SweepSpec().base.agc_eps
 
 
 def test_the_zclip_cap_is_an_option_of_the_map(rule_maps: AppTest) -> None:
@@ -149,4 +150,5 @@ def test_the_zclip_cap_is_an_option_of_the_map(rule_maps: AppTest) -> None:
     assert "With the cap, the warm-up steps are clipped by norm" in texts(rule_maps)
     rule_maps.radio(key="rule_cell_mode").set_value("zclip").run()
     link = next(b.proto.url for b in rule_maps.get("link_button") if "zclip" in b.proto.url)
-    assert "zclip_cap=true" in link and "clip_norm=1" in link
+    config = LabState.from_query(parse_qs(urlsplit(link).query))[0].config
+    assert config.clip_mode == "zclip" and config.zclip_cap and config.clip_norm == 1.0
