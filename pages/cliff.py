@@ -44,15 +44,22 @@ st.latex(r"x_t = w\,\sigma(x_{t-1}) + b, \qquad x_0 = 0.5, \qquad t = 1, \dots, 
 st.markdown("We want the final output $\\sigma(x_T)$ to be 0.7, so the loss is")
 st.latex(r"L(w, b) = \bigl(\sigma(x_T) - 0.7\bigr)^2")
 st.markdown(
-    "**Why a wall appears.** When $w$ is larger than about 4.3, the unit can have two "
-    "resting states, a low one and a high one, with a tipping point between them. Where "
-    "$x_T$ ends up depends on which side of the tipping point the start lies. Nudge $w$ or "
-    "$b$ across that line and $x_T$ flips from one state to the other, so the loss jumps. "
-    "Near the line, a tiny change is multiplied once per step,"
+    "**Why a wall appears.** Each step applies the same map $x \\mapsto w\\,\\sigma(x) + b$. "
+    "Its slope $w\\,\\sigma'(x)$ is at most $w/4$, because $\\sigma'$ peaks at $1/4$. "
+    f"So for $w \\le {cliff.BISTABLE_MIN_W:g}$ the unit has a single resting state. For any "
+    f"$w > {cliff.BISTABLE_MIN_W:g}$ there is a band of biases $b$ where it has two, a low one "
+    "and a high one, with a tipping point between them where the slope is above 1. Where "
+    "$x_T$ ends up depends on which side of the tipping point the start $x_0 = 0.5$ lies. "
+    "The tipping point can pass through the start only if the slope there is above 1, "
+    "$w\\,\\sigma'(0.5) > 1$, that is for "
+    f"$w > 1/\\sigma'(0.5) \\approx {cliff.WALL_MIN_W:.4f}$. There, on the line "
+    "$b = 0.5 - w\\,\\sigma(0.5)$, nudging $w$ or $b$ moves the tipping point across the "
+    "start: $x_T$ flips from one state to the other and the loss jumps. Near the line, a "
+    "tiny change is multiplied once per step,"
 )
 st.latex(
     r"\frac{\partial x_T}{\partial x_0} = \prod_{t=1}^{T} w\,\sigma'(x_{t-1}),"
-    r"\qquad w\,\sigma'(0.5) > 1 \text{ when } w > 4.26,"
+    rf"\qquad w\,\sigma'(0.5) > 1 \text{{ when }} w > {cliff.WALL_MIN_W:.4f},"
 )
 st.markdown(
     "and with every factor above 1 the gradient grows exponentially in $T$. On the map "

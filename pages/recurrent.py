@@ -12,7 +12,7 @@ import streamlit as st
 
 from app_boot import ensure_router
 from clipviz.app import background, urlkeys
-from clipviz.engine.config import DEFAULT, PRESETS, ConfigProblem, TrainConfig
+from clipviz.engine.config import FIELDS, PRESETS, ConfigProblem, TrainConfig
 from clipviz.engine.labstate import LabState
 from clipviz.figures import recurrent as figures
 from clipviz.lessons import digits, recurrent
@@ -22,10 +22,9 @@ ensure_router()
 guard_query("recurrent", urlkeys.RECURRENT)
 
 PRESET_NAMES = ("rnn_explodes", "rnn_clipped", "lstm_long_explodes", "lstm_long_clipped")
-# Everything the widgets do not set: the adding problem, as in the presets.
-BASE = DEFAULT.replace(
-    network="rnn", task="adding", n_train=512, batch_size=32, target_scaling="none"
-)
+# Everything the widgets do not set (the adding problem, the data, the batch size) comes
+# from the preset the page opens on.
+BASE = urlkeys.RECURRENT_OPENING
 # Labels are short: a bound radio writes its label into the URL.
 CLIP_MODES = urlkeys.RECURRENT_CLIP_LABELS
 LR_OPTIONS = list(urlkeys.RECURRENT_LR_OPTIONS)
@@ -46,34 +45,11 @@ def bounded(widget, label: str, key: str, **kwargs):
 
 
 PROBE_RADII = (0.8, 1.0, 1.2, 1.5)
-# The page opens on the rnn_explodes preset: the RNN explodes, the LSTM does not.
-DEFAULTS = {
-    "rec_seq_len": 100,
-    "rec_hidden": 32,
-    "rec_radius": 1.2,
-    "rec_tbptt": 0,
-    "rec_lr": 0.15,
-    "rec_momentum": 0.3,
-    "rec_clip_mode": "none",
-    "rec_clip_norm": 1.0,
-    "rec_clip_value": 10.0,
-    "rec_clip_value_output": 100.0,
-    "rec_steps": 128,
-    "rec_seed": 1,
-    "rec_twins": True,
-}
-LABELS = {  # a config key -> the widget a learner would change
-    "seq_len": "Sequence length",
-    "hidden_size": "Hidden units",
-    "recurrent_scale": "RNN spectral radius",
-    "tbptt": "Truncation k",
-    "lr": "Learning rate",
-    "momentum": "Momentum",
-    "clip_mode": "Clipping",
-    "clip_norm": "Norm threshold c",
-    "clip_value": "Range of the recurrent layers",
-    "clip_value_output": "Range of the output layer",
-    "seed": "Seed",
+# The page opens on the rnn_explodes preset: the RNN explodes, the LSTM does not. Every
+# widget's default, URL key and label come from the field table (urlkeys.RECURRENT_FIELDS).
+DEFAULTS = urlkeys.RECURRENT_DEFAULTS | {"rec_twins": True}
+LABELS = {  # a config key -> the widget a learner would change (the field table's label)
+    name: FIELDS[name].metadata["label"] for name in urlkeys.RECURRENT_FIELDS.values()
 }
 
 
@@ -85,6 +61,18 @@ def cached_comparison(
     return recurrent.compare_networks(config, steps, twins=twins)
 
 
+@st.cache_data(show_spinner=False, max_entries=1)
+def cached_truncation() -> recurrent.TruncationStudy:
+    """The truncation study: fixed settings, so computed once per server."""
+    return recurrent.truncation_study()
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def cached_bound(probe_params: tuple[tuple[str, str], ...], radius: float) -> recurrent.BoundProbe:
+    config, _ = TrainConfig.from_params(dict(probe_params), base=BASE)
+    return recurrent.bound_through_time(config.replace(recurrent_scale=radius))
+
+
 @st.cache_data(show_spinner=False, max_entries=256)
 def cached_probe(probe_params: tuple[tuple[str, str], ...], network: str, radius: float):
     config, _ = TrainConfig.from_params(dict(probe_params), base=BASE)
@@ -94,19 +82,12 @@ def cached_probe(probe_params: tuple[tuple[str, str], ...], network: str, radius
 def apply_preset(name: str) -> None:
     """Set every widget to a preset's values and ask for a run (an on_click callback)."""
     cfg = PRESETS[name].config
-    st.session_state.update(
-        rec_seq_len=cfg.seq_len,
-        rec_hidden=cfg.hidden_size,
-        rec_radius=cfg.recurrent_scale,
-        rec_tbptt=cfg.tbptt,
-        rec_lr=cfg.lr,
-        rec_momentum=cfg.momentum,
-        rec_clip_mode=cfg.clip_mode,
-        rec_clip_norm=cfg.clip_norm,
-        rec_steps=cfg.total_steps_estimate(),
-        rec_seed=cfg.seed,
-        rec_request_run=True,
-    )
+    values = {
+        key: getattr(cfg, field)
+        for key, field in urlkeys.RECURRENT_FIELDS.items()
+        if field in cfg.relevant_keys()  # the thresholds of other modes stay as they are
+    }
+    st.session_state.update(values, rec_steps=cfg.total_steps_estimate(), rec_request_run=True)
 
 
 def problem_text(problem: ConfigProblem) -> str:
@@ -134,24 +115,39 @@ st.latex(
     r"\qquad J_k = \operatorname{diag}\!\left(1 - h_k^2\right) W_h"
 )
 st.markdown(
-    "The same matrix $W_h$ appears in every factor. Its spectral radius $\\rho$ (the "
-    "largest size of its eigenvalues) sets the trend: over $T - 1 - t$ factors the "
-    "gradient grows roughly like $\\rho^{\\,T-1-t}$ when $\\rho > 1$ and fades like it when "
-    "$\\rho < 1$. The tanh slopes $1 - h_k^2$ are at most 1 and only shrink the product, so "
-    "a radius above 1 makes growth possible rather than certain. Bengio, Simard & Frasconi "
-    "(1994) traced the difficulty of learning long-range dependencies to this product; "
-    "Pascanu, Mikolov & Bengio (2013) showed how its growing side produces the sudden huge "
-    "gradients that gradient clipping was designed to tame."
+    "The same matrix $W_h$ appears in every factor, and each tanh slope $1 - h_k^2$ is at "
+    "most 1. So every factor stretches the gradient by at most $\\sigma_{\\max}$, the "
+    "largest singular value of $W_h$, and over $T - 1 - t$ steps back"
+)
+st.latex(
+    r"\left\lVert \frac{\partial L}{\partial h_t} \right\rVert \le "
+    r"\sigma_{\max}(W_h)^{\,T-1-t}\, \left\lVert \frac{\partial L}{\partial h_{T-1}} \right\rVert ."
+)
+st.markdown(
+    "This is an upper bound, not a prediction. Pascanu, Mikolov & Bengio (2013) state it "
+    "with the largest singular value of $W_h$ and the bound on the activation's slope (1 "
+    "for tanh): if $\\sigma_{\\max}$ is below 1 the gradient must fade, and only if it is "
+    "above 1 can it explode. The net here starts with $W_h$ equal to $\\rho$ times a "
+    "random orthogonal matrix, so at the start every singular value and the spectral "
+    "radius (the largest size of an eigenvalue) are all $\\rho$, and the bound is the "
+    "familiar $\\rho^{\\,T-1-t}$ picture. That picture holds at initialisation only: "
+    "training changes $W_h$, and then the singular value, not the spectral radius, bounds "
+    "the growth. The tanh slopes below 1 usually keep the measured growth far below the "
+    "bound, as the chart below shows. Bengio, Simard & Frasconi (1994) traced the "
+    "difficulty of learning long-range dependencies to this product; Pascanu et al. showed "
+    "how its growing side produces the sudden huge gradients that gradient clipping was "
+    "designed to tame."
 )
 
 # ---- settings --------------------------------------------------------------------------
 
 st.subheader("Set up the experiment")
 st.caption(
-    "Both networks learn the adding problem (Hochreiter & Schmidhuber 1997): every step "
-    "carries a random number and a marker, two steps are marked, and the target is the "
-    "sum of the two marked numbers, so the net must remember the first one across half "
-    "the sequence. They share the data, the seed (so the same batches), the hidden size, "
+    "Both networks learn the adding problem in the form Le, Jaitly & Hinton (2015) used, a "
+    "variant of a task of Hochreiter & Schmidhuber (1997): every step carries a random "
+    "number between 0 and 1 and a marker, one step in each half of the sequence is "
+    "marked, and the target is the sum of the two marked numbers, so the net must "
+    "remember the first one across at least half the sequence. They share the data, the seed (so the same batches), the hidden size, "
     "the optimizer and the clipping; the spectral radius applies to the RNN only."
 )
 st.markdown("**Quick start** with a preset (it sets the controls below and runs):")
@@ -172,35 +168,35 @@ left, middle, right = st.columns(3, gap="large")
 with left:
     seq_len = bounded(
         st.slider,
-        "Sequence length T",
+        LABELS["seq_len"],
         "rec_seq_len",
         step=5,
         help="Time steps per sequence: the number of Jacobians in the product.",
     )
     radius = bounded(
         st.slider,
-        "RNN spectral radius ρ",
+        LABELS["recurrent_scale"],
         "rec_radius",
         step=0.05,
         help="The RNN's recurrent weights start as a random orthogonal matrix times ρ, "
         "so all their eigenvalues have size ρ. The LSTM keeps its usual orthogonal start.",
     )
     hidden = st.select_slider(
-        "Hidden units", options=HIDDEN_OPTIONS, key="rec_hidden", bind="query-params"
+        LABELS["hidden_size"], options=HIDDEN_OPTIONS, key="rec_hidden", bind="query-params"
     )
     tbptt = bounded(
         st.number_input,
-        "Truncation k (0 = full backpropagation)",
+        LABELS["tbptt"],
         "rec_tbptt",
         step=5,
         help="Let the gradient flow back through the last k time steps only. "
         "Must be below the sequence length.",
     )
 with middle:
-    lr = st.select_slider("Learning rate", options=LR_OPTIONS, key="rec_lr", bind="query-params")
+    lr = st.select_slider(LABELS["lr"], options=LR_OPTIONS, key="rec_lr", bind="query-params")
     momentum = bounded(
         st.slider,
-        "SGD momentum",
+        LABELS["momentum"],
         "rec_momentum",
         step=0.05,
     )
@@ -209,17 +205,17 @@ with middle:
         "Training steps",
         "rec_steps",
         step=2,
-        help="Batches of 32 sequences; a run stops early if it explodes.",
+        help=f"Batches of {BASE.batch_size} sequences; a run stops early if it explodes.",
     )
     seed = bounded(
         st.number_input,
-        "Seed",
+        LABELS["seed"],
         "rec_seed",
         step=1,
     )
 with right:
     clip_mode = st.radio(
-        "Clipping",
+        LABELS["clip_mode"],
         options=list(CLIP_MODES),
         format_func=CLIP_MODES.get,
         key="rec_clip_mode",
@@ -230,7 +226,7 @@ with right:
     )
     clip_norm = bounded(
         st.number_input,
-        "Norm threshold c",
+        LABELS["clip_norm"],
         "rec_clip_norm",
         step=0.5,
         format="%g",
@@ -241,7 +237,7 @@ with right:
     range_columns = st.columns(2)
     clip_value = bounded(
         range_columns[0].number_input,
-        "Range of the recurrent layers",
+        LABELS["clip_value"],
         "rec_clip_value",
         step=1.0,
         format="%g",
@@ -251,7 +247,7 @@ with right:
     )
     clip_value_output = bounded(
         range_columns[1].number_input,
-        "Range of the output layer",
+        LABELS["clip_value_output"],
         "rec_clip_value_output",
         step=10.0,
         format="%g",
@@ -283,8 +279,20 @@ if clip_mode == "norm":
 if clip_mode == "layerwise_value":
     params.update(clip_value=clip_value, clip_value_output=clip_value_output)
 config, problems = TrainConfig.from_params(params, base=BASE)
+lstm_problems = (
+    []
+    if problems
+    else config.replace(network="lstm", epochs=recurrent.epochs_for(config, steps)).problems()
+)
 run_key = (tuple(sorted(config.to_params(only_relevant=False).items())), steps, twins)
 messages = [problem_text(p) for p in problems]
+# The page also trains an LSTM on the same settings: it must fit the budget too.
+messages += [
+    f"**Run length** the LSTM on these settings: {urlkeys.plain_markdown(p.message)}; "
+    "try a shorter sequence or fewer hidden units."
+    for p in lstm_problems
+]
+problems = problems or lstm_problems
 if not problems:
     messages += [
         f"**Run length** {m}." for m in recurrent.page_run_problems(config, steps, twins=twins)
@@ -336,6 +344,14 @@ if not problems:
             + "; ".join(f"ρ = {r:g}: {recurrent.format_factor(g)} times" for r, g in growth.items())
             + f"; LSTM: {recurrent.format_factor(recurrent.growth_factor(lstm_probe))} times."
         )
+        bound = cached_bound(probe_params, round(radius, 2))
+        st.plotly_chart(
+            figures.bound_figure(
+                bound, title=f"RNN, ρ = {radius:g}: measured ‖∂L/∂hₜ‖ against the bound"
+            ),
+            key="rec_bound_chart",
+        )
+        st.caption(recurrent.describe_bound(bound))
 
 # ---- results -------------------------------------------------------------------------
 
@@ -423,25 +439,49 @@ if last is not None:
 st.subheader("Why the LSTM stays calmer")
 st.markdown(
     "Hochreiter & Schmidhuber (1997) built the LSTM around a cell state that is updated by "
-    "addition rather than by a matrix product:"
+    "addition rather than by a matrix product. The forget gate $f_t$ came later, from "
+    "Gers, Schmidhuber & Cummins (2000); the 1997 cell kept its state as it was, as if "
+    "$f_t = 1$. The cell as it is used today:"
 )
 st.latex(r"c_t = f_t \odot c_{t-1} + i_t \odot g_t, \qquad h_t = o_t \odot \tanh(c_t)")
 st.markdown(
     "Along the cell, the gradient is multiplied by the forget gate $f_t$, a number between "
     "0 and 1, instead of by $W_h$. On that path it cannot grow, and it fades only as fast "
-    "as the net chooses to forget. An LSTM can still blow up: a learning rate that is too "
-    "large throws any network off, which is what the `lstm_long_explodes` preset shows."
+    "as the net chooses to forget. An LSTM can still blow up, for another reason: steps "
+    "that are too large. The `lstm_long_explodes` preset takes them (learning rate "
+    f"{PRESETS['lstm_long_explodes'].config.lr:g} with momentum "
+    f"{PRESETS['lstm_long_explodes'].config.momentum:g}); its gradient fades back through "
+    "time, yet a few oversized steps push its gates to saturation, and then the output "
+    "layer runs away. Run it and the words under *What happened* give the steps."
 )
 
 st.subheader("Truncated backpropagation through time")
 st.markdown(
     "Williams & Peng (1990) let the gradient flow back only $k$ steps from where the loss "
-    "is read. The product then has at most $k$ factors, so it cannot grow beyond about "
-    "$\\rho^k$, and each step costs less. The price: the net gets no learning signal about "
-    "anything further back than $k$ steps. In the adding problem the first marked number "
-    "lies in the first half of the sequence, so with $k$ below $T/2$ the gradient never "
-    "reaches it and the best the net can learn is the average. Set *Truncation k* above "
-    "and the heatmaps turn grey to the left of the cut."
+    "is read. The product then has at most $k$ factors, so its bound is "
+    "$\\sigma_{\\max}^{\\,k}$ instead of $\\sigma_{\\max}^{\\,T-1}$, and each step "
+    "costs less. What it costs: the gradient of every link longer than $k$ steps is "
+    "missing, so the direction the net follows is biased towards short links."
+)
+st.markdown(
+    "It does not make long links unlearnable. The weights are shared across time, so a "
+    "rule learned inside the window, such as *when the marker is on, store the number*, "
+    "acts at every time step, including the ones the gradient never reached. Learning the "
+    "long link just gets harder and slower. The run below shows it: one LSTM trained three "
+    "times from the same start on the same batches, with full backpropagation and with two "
+    "cuts that never reach the first marked number."
+)
+with st.spinner("Training the LSTM with full and truncated backpropagation…"):
+    study = cached_truncation()
+st.plotly_chart(figures.truncation_figure(study), key="rec_truncation_chart")
+st.caption(
+    f"Settings: {recurrent.settings_text(study.config, rnn=False, truncation=False)}, "
+    f"{int(study.runs[0].steps[-1])} training steps; the test MSE is measured every "
+    f"{int(study.runs[0].steps[1])} steps. " + " ".join(recurrent.describe_truncation(study))
+)
+st.markdown(
+    f"Set *{LABELS['tbptt']}* in the experiment above and the heatmaps turn grey to the left of "
+    "the cut: no gradient reaches those time steps."
 )
 
 st.subheader("Per-layer clipping, next to global norm clipping")

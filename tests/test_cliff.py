@@ -75,6 +75,90 @@ def test_loss_jumps_across_the_wall() -> None:
         assert below > 0.3 and above < 0.1
 
 
+# ---- where two stable states exist, and where the wall begins (checked by hand) -------
+
+
+def hand_sigmoid(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-x))
+
+
+def hand_fixed_points(w: float, b: float) -> list[float]:
+    """Every fixed point of x -> w sigmoid(x) + b, found by plain bisection between sign
+    changes of x - w sigmoid(x) - b on a fine grid (no library code)."""
+
+    def h(x: float) -> float:
+        return x - w * hand_sigmoid(x) - b
+
+    grid = [-30.0 + 60.0 * i / 60_000 for i in range(60_001)]
+    roots = []
+    for lo, hi in zip(grid, grid[1:], strict=False):
+        if h(lo) == 0.0:
+            roots.append(lo)
+        elif h(lo) * h(hi) < 0:
+            for _ in range(80):
+                mid = 0.5 * (lo + hi)
+                lo, hi = (mid, hi) if h(lo) * h(mid) > 0 else (lo, mid)
+            roots.append(0.5 * (lo + hi))
+    return roots
+
+
+def hand_slope(w: float, x: float) -> float:
+    s = hand_sigmoid(x)
+    return w * s * (1 - s)
+
+
+def test_the_wall_begins_at_one_over_the_sigmoid_slope_at_one_half() -> None:
+    by_hand = 1.0 / (hand_sigmoid(0.5) * (1.0 - hand_sigmoid(0.5)))
+    assert by_hand == pytest.approx(cliff.WALL_MIN_W, rel=1e-12)
+    assert f"{cliff.WALL_MIN_W:.4f}" == "4.2553"
+    assert cliff.BISTABLE_MIN_W == 4.0  # 1 / max sigmoid' = 1 / (1/4)
+    # On the wall line, x_0 = 0.5 is itself a fixed point (the tipping point): slope above 1.
+    for w in (4.5, 5.0, 7.0):
+        b = float(cliff.wall_b(w))
+        assert w * hand_sigmoid(0.5) + b == pytest.approx(0.5, abs=1e-12)
+        assert hand_slope(w, 0.5) > 1
+
+
+@pytest.mark.parametrize("w", [4.02, 4.1, 4.2, 4.25, 4.3, 5.0, 7.0])
+def test_for_any_w_above_4_some_b_gives_two_stable_states(w: float) -> None:
+    low, high = cliff.bistable_b_range(w)
+    assert low < high
+    for b in (low + 0.25 * (high - low), 0.5 * (low + high), low + 0.75 * (high - low)):
+        roots = hand_fixed_points(w, b)
+        assert len(roots) == 3, (w, b, roots)
+        stable = [x for x in roots if hand_slope(w, x) < 1]
+        assert len(stable) == 2 and hand_slope(w, roots[1]) > 1  # the tipping point between
+        # Iterating from either side of the tipping point settles in different states.
+        ends = []
+        for start in (roots[1] - 1e-3, roots[1] + 1e-3):
+            x = start
+            for _ in range(20_000):
+                x = w * hand_sigmoid(x) + b
+            ends.append(x)
+        assert ends[0] == pytest.approx(roots[0], abs=1e-6)
+        assert ends[1] == pytest.approx(roots[2], abs=1e-6)
+    # Outside the band: one state only.
+    for b in (low - 0.05, high + 0.05):
+        assert len(hand_fixed_points(w, b)) == 1
+
+
+@pytest.mark.parametrize("w", [2.0, 3.5, 3.99, 4.0])
+def test_at_or_below_w_4_there_is_only_one_state(w: float) -> None:
+    assert cliff.bistable_b_range(w) is None
+    for b in np.linspace(-6.0, 2.0, 41):
+        assert len(hand_fixed_points(w, float(b))) == 1
+
+
+@pytest.mark.parametrize("w", [4.05, 4.2, 4.25])
+def test_between_4_and_the_wall_the_tipping_point_never_reaches_the_start(w: float) -> None:
+    assert cliff.BISTABLE_MIN_W < w < cliff.WALL_MIN_W
+    assert cliff.tipping_point_reach(w) < cliff.X0
+    low, high = cliff.bistable_b_range(w)
+    for b in np.linspace(low, high, 13)[1:-1]:
+        tipping = hand_fixed_points(w, float(b))[1]
+        assert abs(tipping) < cliff.X0
+
+
 def test_T_equals_one_by_hand() -> None:
     w, b = 2.0, -0.3
     s0 = 1 / (1 + math.exp(-0.5))

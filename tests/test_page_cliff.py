@@ -40,6 +40,14 @@ def test_page_renders_charts_formulas_and_default_numbers(at: AppTest) -> None:
     assert not at.error
 
 
+def test_the_wall_numbers_are_the_librarys(at: AppTest) -> None:
+    """Two states for any w > 4; the wall (tipping point through x_0 = 0.5) from 4.2553."""
+    words = " ".join(m.value for m in at.markdown) + " ".join(x.value for x in at.latex)
+    assert f"{cliff.WALL_MIN_W:.4f}" == "4.2553" and "4.2553" in words
+    assert "For any $w > 4$ there is a band of biases" in words
+    assert "4.3" not in words and "4.26" not in words
+
+
 def test_every_widget_has_a_key(at: AppTest) -> None:
     for key in ("cliff_w0", "cliff_b0", "cliff_T", "cliff_steps"):
         assert at.slider(key=key) is not None

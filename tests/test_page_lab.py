@@ -341,18 +341,14 @@ def test_the_sidebar_is_generated_from_the_field_table(monkeypatch):
     labels = [w.label for w in app.number_input]
     assert "A brand-new knob" in labels and "Seed" in labels
     # and every relevant setting of the config has its widget, hidden ones none
-    shown = {
-        w.key for w in (*app.number_input, *app.selectbox, *app.select_slider, *app.toggle)
-    }
+    shown = {w.key for w in (*app.number_input, *app.selectbox, *app.select_slider, *app.toggle)}
     assert set(DEFAULT.relevant_keys()) <= shown
     assert "seq_len" not in shown  # the MLP has no sequence
 
 
 def test_a_teacher_link_hides_controls_and_its_share_link_stays_trimmed():
     app = open_lab(preset="tutorial_clip_norm", hide="clipping,optimizer", autoplay="true")
-    shown = {
-        w.key for w in (*app.number_input, *app.selectbox, *app.select_slider, *app.toggle)
-    }
+    shown = {w.key for w in (*app.number_input, *app.selectbox, *app.select_slider, *app.toggle)}
     assert not {"clip_mode", "lr", "momentum", "optimizer"} & shown
     assert {"network", "seed"} <= shown
     assert app.session_state["_lab_player"].playing  # autoplay: playing on open

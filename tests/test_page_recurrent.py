@@ -128,12 +128,12 @@ def zero_output_range(app: AppTest) -> None:
 @pytest.mark.parametrize(
     ("change", "label", "message"),
     [
-        (lambda app: app.number_input(key="rec_tbptt").set_value(30), "Truncation k",
+        (lambda app: app.number_input(key="rec_tbptt").set_value(30), "Truncate backprop (steps)",
          "must be below the sequence length 30"),
-        (lambda app: app.number_input(key="rec_tbptt").set_value(200), "Truncation k",
+        (lambda app: app.number_input(key="rec_tbptt").set_value(200), "Truncate backprop (steps)",
          "must be below the sequence length 30"),
-        (zero_norm_threshold, "Norm threshold c", "must be greater than 0"),
-        (zero_output_range, "Range of the output layer", "must be greater than 0"),
+        (zero_norm_threshold, "Clip norm c", "must be greater than 0"),
+        (zero_output_range, "Clip value, output layer", "must be greater than 0"),
     ],
 )  # fmt: skip
 def test_bad_settings_show_a_message_not_a_traceback(at: AppTest, change, label, message) -> None:
@@ -150,12 +150,15 @@ def test_bad_settings_show_a_message_not_a_traceback(at: AppTest, change, label,
 
 
 def test_a_run_too_long_for_the_page_is_refused_with_advice(at: AppTest) -> None:
-    at.slider(key="rec_seq_len").set_value(300)
-    at.slider(key="rec_steps").set_value(400).run()
+    at.slider(key="rec_seq_len").set_value(150)
+    at.slider(key="rec_steps").set_value(700).run()
     assert not at.exception
     error = at.error[0].value
     assert "**Run length**" in error and "fewer training steps, a shorter sequence" in error
     assert not [b for b in at.button if b.key == "rec_run"]
+    at.slider(key="rec_seq_len").set_value(300).run()  # the LSTM's data no longer fit
+    assert not at.exception
+    assert "**Run length** the LSTM on these settings" in at.error[0].value
 
 
 def test_a_shared_link_opens_that_configuration() -> None:

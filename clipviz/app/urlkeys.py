@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from clipviz.engine.config import ConfigProblem, echo, format_value, parse_value
+from clipviz.engine.config import FIELDS, PRESETS, ConfigProblem, echo, format_value, parse_value
 from clipviz.lessons import cliff
 from clipviz.lessons.recurrent import MAX_PAGE_STEPS
 
@@ -92,21 +92,50 @@ RECURRENT_CLIP_LABELS = {
     "layerwise_value": "per-layer ranges",
 }
 
+# Each rec_* widget sets one TrainConfig field (its label is the field table's); the page
+# opens on the rnn_explodes preset. The per-layer ranges are not part of that preset:
+# they open at Graves's (2013) 10 and 100.
+RECURRENT_FIELDS = {
+    "rec_seq_len": "seq_len",
+    "rec_hidden": "hidden_size",
+    "rec_radius": "recurrent_scale",
+    "rec_tbptt": "tbptt",
+    "rec_lr": "lr",
+    "rec_momentum": "momentum",
+    "rec_clip_mode": "clip_mode",
+    "rec_clip_norm": "clip_norm",
+    "rec_clip_value": "clip_value",
+    "rec_clip_value_output": "clip_value_output",
+    "rec_seed": "seed",
+}
+RECURRENT_OPENING = PRESETS["rnn_explodes"].config.replace(clip_value=10.0, clip_value_output=100.0)
+RECURRENT_DEFAULTS: dict[str, Any] = {
+    key: getattr(RECURRENT_OPENING, name) for key, name in RECURRENT_FIELDS.items()
+} | {"rec_steps": RECURRENT_OPENING.total_steps_estimate()}
+
+
+def _rec(key: str, kind: type, **bounds: Any) -> UrlKey:
+    name = RECURRENT_FIELDS.get(key)
+    label = FIELDS[name].metadata["label"].lower() if name else "training steps"
+    default = RECURRENT_DEFAULTS[key]
+    if key == "rec_clip_mode":
+        default = RECURRENT_CLIP_LABELS[default]
+    return UrlKey(kind, default, label, **bounds)
+
+
 RECURRENT: dict[str, UrlKey] = {
-    "rec_seq_len": UrlKey(int, 100, "sequence length T", low=10, high=300),
-    "rec_hidden": UrlKey(int, 32, "hidden units", options=RECURRENT_HIDDEN_OPTIONS),
-    "rec_radius": UrlKey(float, 1.2, "RNN spectral radius", low=0.5, high=2.5),
-    "rec_tbptt": UrlKey(int, 0, "truncation k", low=0, high=499),
-    "rec_lr": UrlKey(float, 0.15, "learning rate", options=RECURRENT_LR_OPTIONS),
-    "rec_momentum": UrlKey(float, 0.3, "SGD momentum", low=0.0, high=0.95),
-    "rec_clip_mode": UrlKey(
-        str, "no clipping", "clipping", options=tuple(RECURRENT_CLIP_LABELS.values())
-    ),
-    "rec_clip_norm": UrlKey(float, 1.0, "norm threshold", low=0.0, high=1e6),
-    "rec_clip_value": UrlKey(float, 10.0, "range of the recurrent layers", low=0.0, high=1e6),
-    "rec_clip_value_output": UrlKey(float, 100.0, "range of the output layer", low=0.0, high=1e6),
-    "rec_steps": UrlKey(int, 128, "training steps", low=10, high=MAX_PAGE_STEPS),
-    "rec_seed": UrlKey(int, 1, "seed", low=0, high=9999),
+    "rec_seq_len": _rec("rec_seq_len", int, low=10, high=300),
+    "rec_hidden": _rec("rec_hidden", int, options=RECURRENT_HIDDEN_OPTIONS),
+    "rec_radius": _rec("rec_radius", float, low=0.5, high=2.5),
+    "rec_tbptt": _rec("rec_tbptt", int, low=0, high=499),
+    "rec_lr": _rec("rec_lr", float, options=RECURRENT_LR_OPTIONS),
+    "rec_momentum": _rec("rec_momentum", float, low=0.0, high=0.95),
+    "rec_clip_mode": _rec("rec_clip_mode", str, options=tuple(RECURRENT_CLIP_LABELS.values())),
+    "rec_clip_norm": _rec("rec_clip_norm", float, low=0.0, high=1e6),
+    "rec_clip_value": _rec("rec_clip_value", float, low=0.0, high=1e6),
+    "rec_clip_value_output": _rec("rec_clip_value_output", float, low=0.0, high=1e6),
+    "rec_steps": _rec("rec_steps", int, low=10, high=MAX_PAGE_STEPS),
+    "rec_seed": _rec("rec_seed", int, low=0, high=9999),
 }
 
 # ---- /cliff -----------------------------------------------------------------------------

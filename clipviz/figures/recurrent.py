@@ -7,8 +7,13 @@
 * ``through_time_figure`` -- ||dL/dh_t|| against t, one line per curve (a net
   at one training step, or the RNN at one spectral radius), log y;
   ``step_curves_figure`` draws the two nets of a comparison at one step.
+* ``bound_figure`` -- the measured ||dL/dh_t|| at initialisation against the
+  upper bound sigma_max^(T-1-t) (Pascanu, Mikolov & Bengio 2013).
+* ``truncation_figure`` -- test MSE over training for full and truncated
+  backpropagation, with the mean-guess line and the "learned" line.
 * ``loss_figure`` / ``grad_norm_figure`` / ``run_trace`` -- a ``NetRun`` (and its
-  unclipped twin) through the app's shared training charts.
+  unclipped twin) through the app's shared training charts; the loss chart also
+  draws the mean guess.
 * ``digits_curves_figure`` / ``digits_lr_figure`` -- the digits chapter: test loss
   and accuracy per epoch over seeds (median and min-max band), and every seed's
   final accuracy against the learning rate; ``study_*_figure`` draw a
@@ -33,7 +38,7 @@ from clipviz.figures.style import ACCENT, HEAT, NEUTRAL, THRESHOLD, base_layout,
 
 if TYPE_CHECKING:
     from clipviz.lessons.digits import Study
-    from clipviz.lessons.recurrent import NetRun
+    from clipviz.lessons.recurrent import BoundProbe, NetRun, TruncationStudy
 
 MAX_ROWS = 400  # training steps drawn in a heatmap (more are thinned evenly)
 # Okabe-Ito colours other than the two reserved for clipped (blue) / unclipped (vermillion).
@@ -173,6 +178,94 @@ def through_time_figure(
     return fig
 
 
+def bound_figure(probe: BoundProbe, *, title: str, height: int = 360) -> go.Figure:
+    """The measured ||dL/dh_t|| at initialisation (solid) against its upper bound (dashed).
+
+    Both lines start from the same value at the last time step; read right to left.
+    """
+    t = np.arange(len(probe.measured))
+    fig = go.Figure()
+    bound_name = f"upper bound ‖∂L/∂h_T−1‖ · σ_max^(T−1−t), σ_max = {probe.sigma_max:.3g}"
+    fig.add_trace(
+        go.Scatter(
+            x=t,
+            y=np.where(probe.bound > 0, probe.bound, np.nan),
+            mode="lines",
+            name=bound_name,
+            line={"color": THRESHOLD, "dash": "dash", "width": 2},
+            hovertemplate="bound<br>time step t = %{x}<br>%{y:.3g}<extra></extra>",
+        )
+    )
+    measured = np.where(np.isfinite(probe.measured) & (probe.measured > 0), probe.measured, np.nan)
+    fig.add_trace(
+        go.Scatter(
+            x=t,
+            y=measured,
+            mode="lines",
+            name="measured ‖∂L/∂hₜ‖",
+            line={"color": ACCENT, "width": 2.4},
+            hovertemplate="measured<br>time step t = %{x}<br>‖∂L/∂hₜ‖ = %{y:.3g}<extra></extra>",
+        )
+    )
+    fig.update_yaxes(title="‖∂L/∂hₜ‖ (log scale)", type="log", exponentformat="power")
+    fig.update_xaxes(title="time step t (the loss is read at the last one)")
+    base_layout(fig, title=title, height=height)
+    fig.update_layout(
+        legend={"orientation": "h", "yanchor": "top", "y": -0.22, "xanchor": "left", "x": 0.0},
+        margin={"b": 90},
+    )
+    return fig
+
+
+TRUNCATION_COLOURS = ["#000000", "#009E73", "#CC79A7", "#E69F00", "#56B4E9"]
+
+
+def truncation_figure(study: TruncationStudy, *, height: int = 380) -> go.Figure:
+    """Test MSE over training steps, one line per truncation length, log y, with the
+    mean guess and half of it as reference lines."""
+    fig = go.Figure()
+    for k, run in enumerate(study.runs):
+        fig.add_trace(
+            go.Scatter(
+                x=run.steps,
+                y=run.test_loss,
+                mode="lines+markers",
+                marker={"size": 4},
+                name=run.label,
+                line={
+                    "color": TRUNCATION_COLOURS[k % len(TRUNCATION_COLOURS)],
+                    "width": 2.2,
+                    "dash": "solid" if run.tbptt == 0 else ("dash" if k == 1 else "dot"),
+                },
+                hovertemplate=f"{run.label}<br>training step %{{x}}<br>"
+                "test MSE = %{y:.4g}<extra></extra>",
+            )
+        )
+    for level, text in (
+        (study.mean_guess, f"always guessing the mean: {study.mean_guess:.3g}"),
+        (study.learned_level, f"half of it: {study.learned_level:.3g}"),
+    ):
+        fig.add_hline(
+            y=level,
+            line={"color": NEUTRAL, "dash": "dash", "width": 1.5},
+            annotation={"text": text, "font": {"size": 11, "color": "#555555"}},
+            annotation_position="top right",
+        )
+    fig.update_yaxes(title="test MSE (log scale)", type="log", exponentformat="power")
+    fig.update_xaxes(title="training step")
+    cfg = study.config
+    base_layout(
+        fig,
+        title=f"{cfg.network.upper()} on the adding problem, T = {cfg.seq_len}: test MSE",
+        height=height,
+    )
+    fig.update_layout(
+        legend={"orientation": "h", "yanchor": "top", "y": -0.2, "xanchor": "left", "x": 0.0},
+        margin={"b": 90},
+    )
+    return fig
+
+
 def radius_colours(radii: list[float]) -> dict[str, str]:
     """Line colours for spectral-radius curves: cool below 1, warm above, grey at 1."""
     out = {}
@@ -254,8 +347,19 @@ def _legend_below(fig: go.Figure, title: str, entries: int) -> go.Figure:
 
 
 def loss_figure(run: NetRun, *, height: int = 340) -> go.Figure:
-    """The shared loss chart for one net, with its unclipped twin if it has one."""
+    """The shared loss chart for one net, with its unclipped twin if it has one, and
+    the test MSE of always guessing the mean as a dashed line (when it is known)."""
     fig = training.loss_figure(_with_twin(run), revision=f"loss-{run.network}", height=height)
+    if math.isfinite(run.mean_guess):
+        fig.add_hline(
+            y=run.mean_guess,
+            line={"color": NEUTRAL, "dash": "dash", "width": 1.5},
+            annotation={
+                "text": f"mean guess {run.mean_guess:.3g}",
+                "font": {"size": 11, "color": "#555555"},
+            },
+            annotation_position="bottom left",
+        )
     return _legend_below(fig, f"{run.name}: loss", len(fig.data))
 
 

@@ -9,16 +9,22 @@ explode and how clipping the gradient norm helps. The net has one unit,
 
 and the loss is L(w, b) = (sigmoid(x_T) - 0.7)^2.
 
-Why there is a wall: for w above about 4.26 (where w*sigmoid'(0.5) > 1) the
-map x -> w*sigmoid(x) + b can have two stable fixed points and an unstable one
-between them. The start x_0 = 0.5 is pulled to one stable point or the other
-depending on which side of the unstable point it lies, and that side flips on
-the line where the unstable point equals 0.5, i.e. b = 0.5 - w*sigmoid(0.5)
-(see `wall_b`). Close to that line the state lingers near the unstable point and
-every step multiplies a small offset by w*sigmoid'(x) > 1, so dx_T/dw and
-dx_T/db grow like (w*sigmoid'(0.5))^T: the steepest gradient across the wall
-(`wall_steepness`) is about 1e3 at w = 4.75, 7e3 at w = 5 and 2e7 at w = 6 for
-T = 50. The loss jumps between two plateaus across a band only 1e-3 to 1e-6
+Why there is a wall: the map x -> w*sigmoid(x) + b has slope w*sigmoid'(x),
+at most w/4 (sigmoid' peaks at 1/4, at x = 0). For w <= 4 the slope never
+passes 1 and the map has a single fixed point. For every w > 4 there is a band
+of biases b (`bistable_b_range`) where it has two stable fixed points with an
+unstable one, the tipping point, between them; the tipping point sits where
+the slope is above 1. The start x_0 = 0.5 is pulled to one stable point or the
+other depending on which side of the tipping point it lies, and that side
+flips where the tipping point passes through 0.5, i.e. on the line
+b = 0.5 - w*sigmoid(0.5) (see `wall_b`). That needs a slope above 1 at 0.5
+itself, w*sigmoid'(0.5) > 1: w > 1/sigmoid'(0.5) = 4.2553 (`WALL_MIN_W`); for
+4 < w < 4.2553 two stable states exist but the tipping point stays closer to 0
+than 0.5 is, so it never crosses the start. Close to the wall the state
+lingers near the tipping point and every step multiplies a small offset by
+w*sigmoid'(x) > 1, so dx_T/dw and dx_T/db grow like (w*sigmoid'(0.5))^T: the
+steepest gradient across the wall (`wall_steepness`) is about 1e3 at w = 4.75,
+7e3 at w = 5 and 2e7 at w = 6 for T = 50. The loss jumps between two plateaus across a band only 1e-3 to 1e-6
 wide: a cliff. Just above the wall lies the valley of lowest loss.
 
 Everything is float64 NumPy. The gradient comes from the exact forward-mode
@@ -71,8 +77,18 @@ def sigmoid(x: ArrayLike) -> Array:
     return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(x, dtype=np.float64)))
 
 
-# Below this recurrent weight there is no wall: w * sigmoid'(x_0) = 1 there (about 4.2553).
-WALL_MIN_W = float(1.0 / (sigmoid(X0) * (1.0 - sigmoid(X0))))
+def sigmoid_slope(x: ArrayLike) -> Array:
+    """sigmoid'(x) = sigmoid(x) (1 - sigmoid(x)); at most 1/4, at x = 0."""
+    s = sigmoid(x)
+    return s * (1.0 - s)
+
+
+# For w at or below this the map x -> w sigmoid(x) + b has one fixed point for every b:
+# its slope w sigmoid'(x) is at most w/4. Above it, two stable states exist for some b.
+BISTABLE_MIN_W = float(1.0 / sigmoid_slope(0.0))  # = 4
+# Below this recurrent weight the tipping point can never pass through x_0 = 0.5, so
+# there is no wall: w sigmoid'(x_0) = 1 there (1/sigmoid'(0.5), about 4.2553).
+WALL_MIN_W = float(1.0 / sigmoid_slope(X0))
 
 
 def _unroll(w: ArrayLike, b: ArrayLike, T: int, x0: float) -> tuple[Array, Array, Array]:
@@ -129,10 +145,40 @@ def gradient(w: ArrayLike, b: ArrayLike, T: int = DEFAULT_T) -> tuple[Array, Arr
 def wall_b(w: ArrayLike) -> Array:
     """b on the wall for recurrent weight w: where the unstable fixed point is x_0.
 
-    Only a wall where w*sigmoid'(x_0) > 1 (w > about 4.26); for smaller w the map
-    has one fixed point and the loss is smooth.
+    Only a wall where w*sigmoid'(x_0) > 1 (w > `WALL_MIN_W`, about 4.2553): for
+    smaller w no tipping point can sit at x_0 (for w <= 4 there is none at all).
     """
     return X0 - np.asarray(w, dtype=np.float64) * sigmoid(X0)
+
+
+def bistable_b_range(w: float) -> tuple[float, float] | None:
+    """The open band of b where x -> w sigmoid(x) + b has two stable fixed points.
+
+    A fixed point solves b = x - w sigmoid(x) =: g(x). For w > 4, g has a local
+    maximum at x = -r and a local minimum at x = +r, where the map's slope
+    w sigmoid'(x) equals 1: r = 2 arccosh(sqrt(w / 4)). Every b strictly between
+    g(r) and g(-r) meets g three times: two stable fixed points (slope below 1)
+    and the tipping point between them. None for w <= 4 (one fixed point only).
+    """
+    if not w > BISTABLE_MIN_W:
+        return None
+    r = 2.0 * float(np.arccosh(np.sqrt(w / 4.0)))
+
+    def g(x: float) -> float:
+        return x - w * float(sigmoid(x))
+
+    return g(r), g(-r)
+
+
+def tipping_point_reach(w: float) -> float:
+    """How far from 0 the tipping point can lie for weight w: r = 2 arccosh(sqrt(w / 4)).
+
+    The tipping point needs a slope above 1, so |x| < r. It can pass through
+    x_0 = 0.5 only when r > 0.5, that is w > `WALL_MIN_W`. NaN for w <= 4.
+    """
+    if not w > BISTABLE_MIN_W:
+        return float("nan")
+    return 2.0 * float(np.arccosh(np.sqrt(w / 4.0)))
 
 
 @dataclass(frozen=True)
@@ -438,7 +484,7 @@ def wall_steepness(w: float, T: int = DEFAULT_T) -> float:
 
     Samples b at offsets from 1e-13 to 1 on both sides of `wall_b(w)`, densely
     in log spacing, because at large T the steep band is far thinner than any
-    grid. Only meaningful where there is a wall (w above `WALL_MIN_W`, about 4.26).
+    grid. Only meaningful where there is a wall (w above `WALL_MIN_W`, about 4.2553).
     """
     offsets = np.logspace(-13, 0, 1300)
     b = float(wall_b(w)) + np.concatenate([-offsets, [0.0], offsets])

@@ -720,20 +720,23 @@ FIX_CHECKLIST: tuple[ChecklistItem, ...] = (
     _fix(
         "Truncate backpropagation through time",
         "A vanilla RNN on 100-step sequences: with full backpropagation its weights grow "
-        "tenfold within a few updates; cut after 2 steps, they stay within ten times their "
-        "start. The price is a biased gradient: the long-range links get no direct signal.",
+        "tenfold within a few updates; cut hard, after 2 steps, they stay within ten times "
+        "their start. The cut leaves out the gradient of every longer link, so long-range "
+        "links get harder and slower to learn (not impossible: the weights are shared "
+        "across time); the Recurrent page shows a run.",
         LabLink("RNN, full backprop", _RNN, shows=("weights_grow",)),
         LabLink("RNN, truncated to 2 steps", _RNN.replace(tbptt=2), lacks=("weights_grow",)),
     ),
     _fix(
         "Use LSTM units",
-        "The Recurrent page's vanilla RNN overflows on 100-step sequences; the same task "
-        "and settings with LSTM units do not.",
+        "The rnn_explodes preset's vanilla RNN overflows within a few dozen steps; the "
+        "same task and settings with LSTM units stay finite and learn it.",
         LabLink("vanilla RNN", PRESETS["rnn_explodes"].config, explodes=True),
         LabLink(
             "LSTM instead",
             PRESETS["rnn_explodes"].config.replace(network="lstm"),
             explodes=False,
+            learns=True,
         ),
     ),
     _fix(
