@@ -7,6 +7,7 @@ order of the sidebar, and sets what every page shares.
 import streamlit as st
 
 import app_boot  # noqa: F401  (its first import sets the server's memory policy)
+from url_guard import guard_page
 
 st.set_page_config(
     page_title="clipviz: exploding gradients and gradient clipping",
@@ -47,4 +48,8 @@ PAGES = [
     ),
 ]
 
-st.navigation(PAGES, position="sidebar").run()
+page = st.navigation(PAGES, position="sidebar")
+# Every page's URL is checked before the page reads it (url_guard; the keys of every
+# page are declared once, in clipviz.app.urlkeys.PAGE_URLS).
+guard_page(page.url_path)
+page.run()

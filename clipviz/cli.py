@@ -208,6 +208,17 @@ def _attach_values(argv: list[str], value_options: set[str]) -> list[str]:
     return out
 
 
+MAX_MESSAGE = 300  # characters of an error line (a bad value may be 5,000 long)
+
+
+def one_line(text: str, limit: int = MAX_MESSAGE) -> str:
+    """``text`` on one line, at most ``limit`` characters: a value typed with a
+    newline in it, or a very long one, still gives the one-line error of the
+    interface."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     # The process's policy (not the library's): one thread for the tiny networks
@@ -218,7 +229,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(_attach_values(argv, _value_options(parser)))
         output = COMMANDS[args.command](args)
     except UsageError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {one_line(str(error))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

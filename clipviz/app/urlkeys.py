@@ -1,12 +1,18 @@
 """Every URL query key of every page, declared once, parsed by one function.
 
-The Training Lab's keys are ``TrainConfig``'s fields (``clipviz.engine.config``)
-plus ``preset``, ``twin`` and ``twin_clip_mode`` (``clipviz.app.lab``). The other
-pages bind a few widgets of their own to the URL (``rec_*`` on /recurrent,
-``cliff_*`` on /cliff); they are declared here, with their types and bounds,
-in the same metadata form as ``TrainConfig``'s fields, and parsed by the same
-``config.parse_value``. The pages take their widget bounds from these
-declarations, so a link can never ask a widget for a value it would refuse.
+``PAGE_URLS`` maps each page's URL path (as ``app.py`` declares it) to what the
+page reads from its URL; the router (``app.py``, through ``url_guard.guard_page``)
+checks the URL of every page before the page runs, and a test fails for a page
+without an entry. The Training Lab's keys are ``TrainConfig``'s fields
+(``clipviz.engine.config``) plus the link keys of ``clipviz.engine.labstate``
+(``preset``, ``twin``, ``twin_clip_mode``, ``hide``, ``autoplay``), read by the
+Lab's one codec, ``LabState.from_query``. The other pages bind a few widgets of
+their own to the URL (``rec_*`` on /recurrent, ``cliff_*`` on /cliff); they are
+declared here, with their types and bounds, in the same metadata form as
+``TrainConfig``'s fields, and parsed by the same ``config.parse_value``. The
+pages take their widget bounds from these declarations, so a link can never ask
+a widget for a value it would refuse. ``key_table`` writes every page's keys
+out for the public interface (``docs/CONTRACT.md``, "URL keys of every page").
 
 ``check_query`` validates one page's query parameters and never raises: it
 returns the good values, written the way the widgets read them, and one
@@ -23,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from clipviz.engine.config import FIELDS, PRESETS, ConfigProblem, echo, format_value, parse_value
+from clipviz.engine.labstate import LAB_KEYS, LINK_KEYS
 from clipviz.lessons import cliff
 from clipviz.lessons.recurrent import MAX_PAGE_STEPS
 
@@ -156,6 +163,113 @@ CLIFF: dict[str, UrlKey] = {
 
 # Pages whose URL carries no keys of their own (anything there is reported).
 NO_KEYS: dict[str, UrlKey] = {}
+
+
+# ---- every page ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PageUrl:
+    """What one page reads from its URL, and who checks it.
+
+    ``keys``: the page's own keys, checked by the router before the page runs.
+    ``lab_keys``: the page also reads the Lab's keys, through ``LabState.from_query``
+    (which reports their problems itself). ``self_checked``: the page checks its
+    whole URL itself (the Lab: its codec, when the page opens), so the router
+    leaves it alone.
+    """
+
+    keys: Mapping[str, UrlKey]
+    lab_keys: bool = False
+    self_checked: bool = False
+
+    @property
+    def also_allowed(self) -> frozenset:
+        """Keys the router passes over: another validator's."""
+        return LAB_KEYS if self.lab_keys else frozenset()
+
+
+# URL path (as in app.py's st.Page declarations; "" is the home page) -> its URL.
+PAGE_URLS: dict[str, PageUrl] = {
+    "": PageUrl(NO_KEYS),
+    "lab": PageUrl(NO_KEYS, lab_keys=True, self_checked=True),
+    "worked_examples": PageUrl(NO_KEYS),
+    "tutorial": PageUrl(NO_KEYS),
+    "recurrent": PageUrl(RECURRENT),
+    "cliff": PageUrl(CLIFF),
+    "stability_map": PageUrl(NO_KEYS, lab_keys=True),
+    "in_practice": PageUrl(NO_KEYS),
+}
+
+
+def page_keys(url_path: str) -> dict[str, dict]:
+    """Every key ``url_path``'s page reads, with its declaration (field-metadata form)."""
+    page = PAGE_URLS[url_path]
+    keys = {
+        key: {**declared.meta, "options": declared.options, "default": declared.default}
+        for key, declared in page.keys.items()
+    }
+    if page.lab_keys:
+        keys |= {key: {**f.metadata, "default": f.default} for key, f in FIELDS.items()}
+        keys |= LINK_KEYS
+    return keys
+
+
+def _number(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() and abs(x) < 1e15 else f"{x:g}"
+
+
+def describe(meta: Mapping[str, Any]) -> str:
+    """A key's values in words, from its declaration: 'int in [1, 12], default `1`'."""
+    kind = meta["kind"]
+    choices = meta.get("choices") if meta.get("choices") is not None else meta.get("options")
+    if choices is not None:
+        text = "one of " + ", ".join(f"`{format_value(c)}`" for c in choices)
+    elif meta.get("each_of") is not None:
+        text = "comma-separated names"
+    elif kind is bool:
+        text = "`true` / `false`"
+    else:
+        name = "int" if kind is int else "float"
+        low = next(
+            (("(" if b == "gt" else "[") + _number(meta[b]) for b in ("gt", "ge") if b in meta), ""
+        )
+        high = next(
+            (_number(meta[b]) + (")" if b == "lt" else "]") for b in ("lt", "le") if b in meta), ""
+        )
+        text = f"{name} in {low}, {high}" if low and high else name
+    default = meta.get("default")
+    if isinstance(default, bool):
+        text += f", default `{str(default).lower()}`"
+    elif default not in (None, ""):
+        text += f", default `{format_value(default)}`"
+    return text
+
+
+def key_table() -> str:
+    """Every page's URL keys as Markdown, for ``docs/CONTRACT.md``.
+
+    A page that reads the Lab's keys next to its own (the stability map) names
+    them once, as "the Lab's keys", rather than repeating the Lab's rows.
+    """
+    lines = ["| page | key | values | what it sets |", "|---|---|---|---|"]
+    for url_path, page in PAGE_URLS.items():
+        own = (
+            page_keys(url_path)
+            if page.self_checked
+            else {key: meta for key, meta in page_keys(url_path).items() if key not in LAB_KEYS}
+        )
+        if page.lab_keys and not page.self_checked:
+            lines.append(
+                f"| `/{url_path}` | the Lab's keys | as on `/lab` | read by the Lab's codec |"
+            )
+        elif not own:
+            lines.append(
+                f"| `/{url_path}` | (none) | | any key in the link is reported and ignored |"
+            )
+        for key, meta in own.items():
+            lines.append(f"| `/{url_path}` | `{key}` | {describe(meta)} | {meta['help']} |")
+    return "\n".join(lines)
 
 
 def check_query(

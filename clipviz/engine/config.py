@@ -851,14 +851,21 @@ def _check_meta(meta: Mapping[str, Any], value: Any) -> str | None:
     if isinstance(value, float) and value != 0 and abs(value) < FLOAT32_TINY:
         return f"{value!r} is too small for float32 (it would act as 0)"
     if "gt" in meta and not value > meta["gt"]:
-        return f"must be greater than {meta['gt']:g}, got {format_value(value)}"
+        return f"must be greater than {meta['gt']:g}, got {_beside(value, meta['gt'])}"
     if "ge" in meta and not value >= meta["ge"]:
-        return f"must be at least {meta['ge']:g}, got {format_value(value)}"
+        return f"must be at least {meta['ge']:g}, got {_beside(value, meta['ge'])}"
     if "lt" in meta and not value < meta["lt"]:
-        return f"must be below {meta['lt']:g}, got {format_value(value)}"
+        return f"must be below {meta['lt']:g}, got {_beside(value, meta['lt'])}"
     if "le" in meta and not value <= meta["le"]:
-        return f"must be at most {meta['le']:g}, got {format_value(value)}"
+        return f"must be at most {meta['le']:g}, got {_beside(value, meta['le'])}"
     return None
+
+
+def _beside(value: Any, bound: float) -> str:
+    """``value`` as a message shows it next to ``bound``: every digit when the short
+    form would look equal to it ("must be at least 3, got 2.999999999997", not "got 3")."""
+    shown = format_value(value)
+    return repr(value) if shown == f"{bound:g}" else shown
 
 
 # ---- presets ------------------------------------------------------------

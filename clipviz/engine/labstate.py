@@ -45,7 +45,45 @@ PRESET_KEY = "preset"
 # sidebar, the twin controls, and the share-and-export section.
 HIDE_GROUPS = (*GROUPS, "twin", "export")
 HIDEABLE = (*HIDE_GROUPS, *FIELDS)
-LAB_KEYS = frozenset({PRESET_KEY, TWIN_KEY, TWIN_MODE_KEY, HIDE_KEY, AUTOPLAY_KEY, *FIELDS})
+
+# The link's keys that are not ``TrainConfig`` fields, declared in the fields'
+# metadata form: one parser (``config.parse_value``) reads every key of the Lab's
+# URL, and the public interface lists them all (``clipviz.app.urlkeys``).
+LINK_KEYS: dict[str, dict] = {
+    PRESET_KEY: {
+        "kind": str,
+        "help": "a named starting configuration; settings in the same link override it",
+        "choices": (CUSTOM, *PRESETS),
+        "default": CUSTOM,
+    },
+    TWIN_KEY: {
+        "kind": bool,
+        "help": "train a twin in lock-step (same start, same batches) that differs only "
+        "in clipping",
+        "choices": None,
+        "default": False,
+    },
+    TWIN_MODE_KEY: {
+        "kind": str,
+        "help": "how the twin clips (by default: not at all if you clip, else by norm)",
+        "choices": CLIP_MODES,
+        "default": None,
+    },
+    HIDE_KEY: {
+        "kind": str,
+        "help": "comma-separated settings or groups whose controls a teacher's link hides",
+        "choices": None,
+        "each_of": HIDEABLE,
+        "default": "",
+    },
+    AUTOPLAY_KEY: {
+        "kind": bool,
+        "help": "start playing when the page opens",
+        "choices": None,
+        "default": False,
+    },
+}
+LAB_KEYS = frozenset({*LINK_KEYS, *FIELDS})
 
 
 def default_twin_mode(config: TrainConfig) -> str:
@@ -143,18 +181,7 @@ class LabState:
         problems: list[ConfigProblem] = []
         twin = _flag(raw.pop(TWIN_KEY, None), TWIN_KEY, problems)
         autoplay = _flag(raw.pop(AUTOPLAY_KEY, None), AUTOPLAY_KEY, problems)
-        twin_mode = None
-        if TWIN_MODE_KEY in raw:
-            text = str(raw.pop(TWIN_MODE_KEY)).strip().lower()
-            if text in CLIP_MODES:
-                twin_mode = text
-            else:
-                problems.append(
-                    ConfigProblem(
-                        TWIN_MODE_KEY,
-                        f"unknown value {echo(text)}; choose one of {', '.join(CLIP_MODES)}",
-                    )
-                )
+        twin_mode = _parsed(raw.pop(TWIN_MODE_KEY, None), TWIN_MODE_KEY, problems)
         hide: list[str] = []
         if HIDE_KEY in raw:
             for part in str(raw.pop(HIDE_KEY)).split(","):
@@ -171,10 +198,11 @@ class LabState:
                             f"{', '.join(HIDE_GROUPS)}",
                         )
                     )
-        preset = str(raw.get(PRESET_KEY, "")).strip()
-        if preset.lower() in ("", CUSTOM):
-            raw.pop(PRESET_KEY, None)
-            preset = CUSTOM
+        # Read like every other key (" Tutorial_Unscaled " is the preset too);
+        # ``from_params`` applies it first and lets the link's settings override it.
+        preset = _parsed(raw.pop(PRESET_KEY, None), PRESET_KEY, problems)
+        if preset != CUSTOM:
+            raw[PRESET_KEY] = preset
         config, found = TrainConfig.from_params(raw)
         problems += found
         bad = {key for p in found for key in p.key.split(", ")}
@@ -205,15 +233,21 @@ def _last(value):
     return value
 
 
+def _parsed(value, key: str, problems: list[ConfigProblem]):
+    """``value`` of the link key ``key`` parsed by its declaration, or its default
+    (absent or empty: silently; bad: with a problem)."""
+    meta = LINK_KEYS[key]
+    if value is None or not str(value).strip():
+        return meta["default"]
+    try:
+        return parse_value(meta, value)
+    except ValueError as error:
+        problems.append(ConfigProblem(key, str(error)))
+        return meta["default"]
+
+
 def _flag(value, key: str, problems: list[ConfigProblem]) -> bool:
-    if value is None:
-        return False
-    text = str(value).strip().lower()
-    if text in ("true", "1", "yes", "on"):
-        return True
-    if text not in ("false", "0", "no", "off", ""):
-        problems.append(ConfigProblem(key, f"expected true or false, got {echo(text)}"))
-    return False
+    return bool(_parsed(value, key, problems))
 
 
 def lab_url(config: TrainConfig, page: str = "/lab") -> str:

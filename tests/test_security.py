@@ -1,0 +1,325 @@
+"""The security posture the README states ("Security"), each claim checked here.
+
+* XSRF protection is on, and users never see a traceback or a file path
+  (the effective Streamlit configuration, read after loading
+  ``.streamlit/config.toml``; an exception still reaches the tests).
+* No user-controlled text is rendered as HTML: every ``unsafe_allow_html=True``
+  and every component's HTML or script is a constant or comes from an
+  allow-listed builder that escapes what it is given (an AST scan of the
+  sources, and the builders fed hostile text).
+* No ``eval``, ``exec`` or unpickling of anything a user sends (an AST scan).
+* Uploads are capped by the budget, kept in memory by Streamlit, and never
+  written to disk by our code (an AST scan for file writes).
+* The URL guard still reaches the values Streamlit seeds bound widgets from.
+"""
+
+from __future__ import annotations
+
+import ast
+import html
+import inspect
+import tomllib
+from pathlib import Path
+
+import pytest
+from hostile import INJECTIONS
+from streamlit.testing.v1 import AppTest
+
+from clipviz.app import lab
+from clipviz.engine import budget
+
+ROOT = Path(__file__).resolve().parents[1]
+SOURCES = sorted(
+    [ROOT / "app.py", ROOT / "app_boot.py", ROOT / "url_guard.py"]
+    + list((ROOT / "pages").rglob("*.py"))
+    + list((ROOT / "clipviz").rglob("*.py"))
+)
+
+
+def relative(path: Path) -> str:
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else path.name
+
+
+def calls(path: Path):
+    """Every call in a source file, with its dotted name ('st.markdown', 'pickle.loads')."""
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Call):
+            yield node, dotted(node.func)
+
+
+def dotted(node: ast.AST) -> str:
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        return f"{dotted(node.value)}.{node.attr}"
+    if isinstance(node, ast.Call):
+        return dotted(node.func) + "()"
+    return ""
+
+
+# ---- the effective configuration ----------------------------------------------------------
+
+
+@pytest.fixture
+def effective_config(monkeypatch):
+    """Streamlit's configuration as ``streamlit run`` in the repository root sees it."""
+    from streamlit import config
+
+    monkeypatch.chdir(ROOT)
+    config.get_config_options(force_reparse=True)
+    yield config
+    monkeypatch.undo()
+    config.get_config_options(force_reparse=True)
+
+
+def test_the_config_file_states_the_security_settings():
+    settings = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
+    assert settings["server"]["enableXsrfProtection"] is True
+    assert settings["client"]["showErrorDetails"] == "none"
+    assert settings["server"]["maxUploadSize"] * 2**20 <= budget.MAX_UPLOAD_BYTES
+
+
+def test_xsrf_protection_is_on(effective_config):
+    assert effective_config.get_option("server.enableXsrfProtection") is True
+    # Streamlit needs CORS protection on too, or it turns XSRF protection off.
+    assert effective_config.get_option("server.enableCORS") is True
+
+
+def test_users_never_see_a_traceback_or_a_path_but_tests_still_catch_it(effective_config, tmp_path):
+    assert effective_config.get_option("client.showErrorDetails") == "none"
+    script = tmp_path / "boom.py"
+    secret = str(tmp_path / "secret_module.py")
+    script.write_text(f"raise ValueError({secret!r})\n")
+    app = AppTest.from_file(str(script)).run()
+    assert app.exception  # a test still sees that the page failed
+    shown = app.exception[0]
+    assert secret not in shown.value and "Traceback" not in shown.value
+    assert not shown.stack_trace  # and no frames, no file paths
+
+
+def test_uploads_are_capped_and_kept_in_memory(effective_config):
+    assert effective_config.get_option("server.maxUploadSize") * 2**20 <= budget.MAX_UPLOAD_BYTES
+    from streamlit.web.server import server
+
+    # Streamlit holds uploaded files in memory, never in a temporary file.
+    assert "MemoryUploadedFileManager(" in inspect.getsource(server)
+
+
+# ---- HTML: only escaping builders feed it ------------------------------------------------
+
+# The functions allowed to produce HTML that is rendered unescaped; each escapes every
+# piece of text it is given (checked with hostile text below). Add a builder here only
+# with such a check.
+HTML_BUILDERS = {"colour_key", "plotly_loader_js"}
+COMPONENT_CONTENT = ("html", "js", "css")
+
+
+def _constant_or_builder(node: ast.AST) -> bool:
+    """A string literal, a module constant (UPPER_CASE) or a call to an allowed builder."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return True
+    name = dotted(node)
+    last = name.split(".")[-1].rstrip("()")
+    if isinstance(node, ast.Name | ast.Attribute):
+        return last.isupper()
+    return isinstance(node, ast.Call) and last in HTML_BUILDERS
+
+
+def unsafe_html_sites(sources: list[Path] = SOURCES) -> list[tuple[str, int, str, bool]]:
+    """(file, line, call, fed only by constants or allowed builders) of every HTML sink."""
+    sites = []
+    for path in sources:
+        for node, name in calls(path):
+            keywords = {k.arg: k.value for k in node.keywords}
+            unsafe = keywords.get("unsafe_allow_html")
+            if (
+                unsafe is not None
+                and not (isinstance(unsafe, ast.Constant) and unsafe.value is False)
+                or name.endswith("html")
+                and name.split(".")[0] in ("st", "components")
+            ):
+                content = node.args[0] if node.args else keywords.get("body")
+                ok = content is not None and _constant_or_builder(content)
+                sites.append((relative(path), node.lineno, name, ok))
+            elif name.endswith("components.v2.component") or name.endswith(
+                "components.declare_component"
+            ):
+                parts = [keywords[k] for k in COMPONENT_CONTENT if k in keywords]
+                ok = all(_constant_or_builder(p) for p in parts)
+                sites.append((relative(path), node.lineno, name, ok))
+    return sites
+
+
+def test_html_is_rendered_only_from_constants_and_escaping_builders():
+    sites = unsafe_html_sites()
+    assert sites, "the scan found no HTML sink at all: it is looking in the wrong place"
+    bad = [site for site in sites if not site[3]]
+    assert not bad, (
+        "unsafe_allow_html / st.html / a component fed by something other than a constant "
+        f"or an escaping builder ({sorted(HTML_BUILDERS)}): {bad}"
+    )
+
+
+def test_the_html_scan_flags_text_from_the_link_or_an_upload(tmp_path):
+    page = tmp_path / "page.py"
+    page.write_text(
+        "import streamlit as st\n"
+        "name = st.query_params.get('name', '')\n"
+        "st.markdown(f'<b>{name}</b>', unsafe_allow_html=True)\n"
+        "st.html(st.file_uploader('f').getvalue().decode())\n"
+        "st.markdown(lab.colour_key(run), unsafe_allow_html=True)\n"
+        "st.markdown('**fine**')\n"
+    )
+    assert [(line, ok) for _, line, _, ok in unsafe_html_sites([page])] == [
+        (3, False),
+        (4, False),
+        (5, True),
+    ]
+
+
+class HostileRun:
+    """Stands in for a ``LabRun`` whose run names are hostile text."""
+
+    def __init__(self, names):
+        self.names = names
+
+    def colour_key(self):
+        return [("#0072B2", name, 1.0) for name in self.names]
+
+
+def test_the_html_builders_escape_what_they_are_given():
+    out = lab.colour_key(HostileRun(INJECTIONS))
+    for payload in INJECTIONS:
+        assert html.escape(payload) in out  # shown, as text
+    assert "<script" not in out and "<img" not in out and "<https" not in out
+    # Every tag left is the builder's own.
+    tags = {t.split()[0].strip("/>") for t in out.split("<")[1:]}
+    assert tags <= {"small", "span"}, tags
+
+
+JS_SINKS = ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "Function(")
+
+
+def test_component_scripts_never_turn_data_into_html_or_code():
+    """The Lab's live chart gets the figure as JSON and hands it to ``Plotly.react``."""
+    scripts = {"clipviz.app.lab.LIVE_CHART_JS": lab.LIVE_CHART_JS}
+    scripts |= {relative(p): p.read_text() for p in (ROOT / "pages").rglob("*.js")}
+    for where, source in scripts.items():
+        for sink in JS_SINKS:
+            assert sink not in source, (where, sink)
+    assert "JSON.parse(data)" in lab.LIVE_CHART_JS
+
+
+# ---- no code execution, no unpickling, no files from user input ---------------------------
+
+CODE_EXECUTION = {
+    "eval",
+    "exec",
+    "compile",
+    "__import__",
+    "pickle.load",
+    "pickle.loads",
+    "pickle.Unpickler",
+    "marshal.load",
+    "marshal.loads",
+    "shelve.open",
+    "torch.load",
+    "pandas.read_pickle",
+    "pd.read_pickle",
+    "yaml.load",
+    "yaml.unsafe_load",
+    "joblib.load",
+    "dill.load",
+    "dill.loads",
+    "runpy.run_path",
+    "runpy.run_module",
+}
+# Each allowed use, and why no user input can reach it.
+ALLOWED_EXECUTION = {
+    # The router re-runs its own app.py (a fixed path) for a deep link on a fresh server.
+    ("app_boot.py", "runpy.run_path"),
+    # The app's own objects, pickled to a fresh worker process through a private
+    # temporary directory (mode 0700); /in_practice has no inputs at all.
+    ("clipviz/lessons/practice.py", "pickle.loads"),
+}
+
+
+def test_no_eval_exec_or_unpickling_outside_the_allowed_uses():
+    found = set()
+    for path in SOURCES:
+        for node, name in calls(path):
+            if name in CODE_EXECUTION or (
+                name.endswith(".load")
+                and any(
+                    k.arg == "allow_pickle" and getattr(k.value, "value", False) is True
+                    for k in node.keywords
+                )
+            ):
+                found.add((relative(path), name))
+    assert found - ALLOWED_EXECUTION == set(), found - ALLOWED_EXECUTION
+    assert found >= ALLOWED_EXECUTION, "an allowed use is gone: drop it from the list"
+
+
+WRITES = {"open", "write_text", "write_bytes", "save", "savez", "to_csv", "to_pickle", "copy",
+          "copyfile", "mkstemp", "NamedTemporaryFile", "TemporaryDirectory", "mkdtemp"}  # fmt: skip
+# Files written on purpose, never from an upload.
+ALLOWED_WRITES = {
+    # ``train --records FILE`` (docs/CONTRACT.md): the file a command-line user names on
+    # their own machine.
+    "clipviz/cli.py",
+    # The fresh worker process's private temporary directory (see above).
+    "clipviz/lessons/practice.py",
+}
+
+
+def _writes(node: ast.Call, name: str) -> bool:
+    last = name.split(".")[-1]
+    if last not in WRITES:
+        return False
+    if last == "open":  # reading is fine
+        mode = node.args[1] if len(node.args) > 1 else None
+        mode = next((k.value for k in node.keywords if k.arg == "mode"), mode)
+        text = mode.value if isinstance(mode, ast.Constant) else "r"
+        return any(c in text for c in "wax+")
+    if last == "to_csv":  # records.to_csv(header, rows) builds a string; a path writes
+        return name.startswith(("df", "frame", "pd")) or bool(
+            [k for k in node.keywords if k.arg == "path_or_buf"]
+        )
+    if last == "copy":
+        return name.startswith("shutil")
+    return True
+
+
+def test_no_page_or_library_code_writes_files_except_the_allowed_ones():
+    found = {
+        (relative(path), node.lineno, name)
+        for path in SOURCES
+        for node, name in calls(path)
+        if _writes(node, name)
+    }
+    outside = {site for site in found if site[0] not in ALLOWED_WRITES}
+    assert not outside, f"files written (an upload must never reach disk): {sorted(outside)}"
+    assert found, "the scan found no write at all: it is looking in the wrong place"
+
+
+# ---- the URL guard and Streamlit's internals ----------------------------------------------
+
+
+def test_the_url_guard_reaches_the_values_streamlit_seeds_widgets_from():
+    """``url_guard`` rewrites Streamlit's private query-parameter store; an upgrade that
+    moves it must fail here, not silently let bad values reach the widgets."""
+    from streamlit.runtime.state.query_params import QueryParams
+
+    params = QueryParams()
+    assert isinstance(params._query_params, dict)
+    assert isinstance(params._initial_query_params, dict)
+    assert callable(params._send_query_param_msg)
+
+
+def test_a_bad_value_is_gone_from_the_link_and_the_widget_starts_at_its_default():
+    app = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    app.query_params.update({"cliff_T": "inf", "cliff_steps": "40"})
+    app.switch_page("pages/cliff.py").run()
+    assert not app.exception
+    assert "cliff_T" not in app.query_params and app.query_params["cliff_steps"] == "40"
+    assert app.session_state["cliff_T"] == 50 and app.session_state["cliff_steps"] == 40
