@@ -263,7 +263,9 @@ def _combined(vector: tuple[float, ...], value_c: float, norm_c: float) -> None:
     st.subheader("Both rules: norm first, then value", divider="gray")
     st.markdown(
         "Keras 2.2, the version the tutorial used, applied `clipnorm` and then `clipvalue` "
-        "when both were set. Here is that order on your gradient."
+        "when both were set. Here is that order on your gradient. Keras 3 no longer "
+        "combines them: its optimizers accept only one of `clipnorm`, `clipvalue` and "
+        "`global_clipnorm` and raise a `ValueError` when given two."
     )
     st.latex(
         r"g'' = \operatorname{clip}_{[-c_v,\,c_v]}\!\Big(g \cdot "

@@ -287,3 +287,18 @@ def test_extreme_inputs_never_crash(vector_text, value_c, norm_c, error):
         assert not errors
     else:
         assert error in errors
+
+
+def test_keras_3_refuses_two_clipping_arguments_as_the_page_says():
+    """Checked against Keras itself (a dev requirement), not against our words."""
+    import os
+
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    keras = pytest.importorskip("keras")
+    pairs = [{"clipnorm": 1.0, "clipvalue": 1.0}, {"clipnorm": 1.0, "global_clipnorm": 1.0}]
+    for pair in pairs:
+        with pytest.raises(ValueError, match="Only one of"):
+            keras.optimizers.SGD(0.1, **pair)
+    keras.optimizers.SGD(0.1, global_clipnorm=1.0)  # one alone is fine
+    markdown = _markdown(_app())
+    assert "accept only one of `clipnorm`, `clipvalue` and `global_clipnorm`" in markdown
