@@ -385,9 +385,11 @@ if last is not None:
             if run.exploded_at is not None:
                 st.error(f"Exploded at step {run.exploded_at}: {run.explosion}.")
             else:
-                st.success(
-                    f"Trained {run.steps} steps without exploding. Training loss "
-                    f"{run.initial_loss:.3g} → {run.final_loss:.3g}."
+                # "learned" only where the progress detector agrees (RunResult.learned)
+                box = st.success if run.learned else st.warning
+                box(
+                    f"{run.steps} steps without exploding; it {recurrent.verdict(run)}. "
+                    f"Training loss {run.initial_loss:.3g} → {run.final_loss:.3g}."
                 )
             st.plotly_chart(
                 figures.hidden_grad_heatmap(

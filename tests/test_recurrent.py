@@ -263,3 +263,14 @@ def test_hidden_gradient_norms_do_not_overflow_before_the_gradient_does():
     norms = torch.zeros(5, 1)
     net.loss_and_grad(flat, x, y, torch.zeros_like(flat), norms)
     assert torch.isfinite(norms[-1]).all() and float(norms[-1, 0]) > 1e24
+
+
+def test_level_labels_sit_on_their_lines_on_a_log_axis():
+    """The mean-guess and half-of-it labels are drawn at their own heights (log10 of the
+    level on a log axis), not stacked at the top of the chart."""
+    run = recurrent.TruncationRun(0, np.array([0, 10]), np.array([1.0, 0.01]), None)
+    study = recurrent.TruncationStudy(PRESETS["lstm_long_clipped"].config, (run,), 0.16)
+    fig = figures.truncation_figure(study)
+    labels = {a.text: a.y for a in fig.layout.annotations if "mean" in a.text or "half" in a.text}
+    assert sorted(labels.values()) == pytest.approx(sorted([math.log10(0.16), math.log10(0.08)]))
+    assert {s.y0 for s in fig.layout.shapes} == {0.16, 0.08}

@@ -935,7 +935,7 @@ PRESETS: dict[str, Preset] = {
         ),
         _preset(
             "lstm_long_explodes",
-            "LSTM on the adding problem, explodes",
+            "LSTM, explodes",
             "An LSTM reads 20-step sequences of the adding problem, trained by SGD with "
             "learning rate 1 and momentum 0.9: steps too large for it. Its gradient fades "
             "back through time, yet a few oversized updates push its gates to saturation; "
@@ -945,7 +945,7 @@ PRESETS: dict[str, Preset] = {
         ),
         _preset(
             "lstm_long_clipped",
-            "LSTM on the adding problem, clipped",
+            "LSTM, clipped",
             "The same LSTM, the only change: the global gradient norm is capped at 1. The "
             "oversized gradients are scaled down, the run stays finite and it learns the "
             "task, ending far below the error of always guessing the mean.",

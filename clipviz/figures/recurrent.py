@@ -245,12 +245,7 @@ def truncation_figure(study: TruncationStudy, *, height: int = 380) -> go.Figure
         (study.mean_guess, f"always guessing the mean: {study.mean_guess:.3g}"),
         (study.learned_level, f"half of it: {study.learned_level:.3g}"),
     ):
-        fig.add_hline(
-            y=level,
-            line={"color": NEUTRAL, "dash": "dash", "width": 1.5},
-            annotation={"text": text, "font": {"size": 11, "color": "#555555"}},
-            annotation_position="top right",
-        )
+        _log_level_line(fig, level, text)
     fig.update_yaxes(title="test MSE (log scale)", type="log", exponentformat="power")
     fig.update_xaxes(title="training step")
     cfg = study.config
@@ -346,20 +341,30 @@ def _legend_below(fig: go.Figure, title: str, entries: int) -> go.Figure:
     return fig
 
 
+def _log_level_line(fig: go.Figure, level: float, text: str, *, left: bool = False) -> None:
+    """A dashed horizontal line at ``level`` on a log y axis, labelled just above it.
+
+    The label is placed by hand: on a log axis an annotation's y is log10 of the
+    value, and ``add_hline``'s own annotation lands at the wrong height there."""
+    fig.add_hline(y=level, line={"color": NEUTRAL, "dash": "dash", "width": 1.5})
+    fig.add_annotation(
+        x=0 if left else 1,
+        xref="paper",
+        xanchor="left" if left else "right",
+        y=math.log10(level),
+        yanchor="bottom",
+        text=text,
+        showarrow=False,
+        font={"size": 11, "color": "#555555"},
+    )
+
+
 def loss_figure(run: NetRun, *, height: int = 340) -> go.Figure:
     """The shared loss chart for one net, with its unclipped twin if it has one, and
     the test MSE of always guessing the mean as a dashed line (when it is known)."""
     fig = training.loss_figure(_with_twin(run), revision=f"loss-{run.network}", height=height)
     if math.isfinite(run.mean_guess):
-        fig.add_hline(
-            y=run.mean_guess,
-            line={"color": NEUTRAL, "dash": "dash", "width": 1.5},
-            annotation={
-                "text": f"mean guess {run.mean_guess:.3g}",
-                "font": {"size": 11, "color": "#555555"},
-            },
-            annotation_position="bottom left",
-        )
+        _log_level_line(fig, run.mean_guess, f"mean guess {run.mean_guess:.3g}", left=True)
     return _legend_below(fig, f"{run.name}: loss", len(fig.data))
 
 
