@@ -521,3 +521,10 @@ def test_the_link_codec_reads_a_query_string_exactly_as_streamlit_splits_it():
     assert state.config.lr == 0.2 and state.config.clip_mode == "norm"
     assert state.config.batch_size == 64
     assert [p.key for p in problems] == ["zz"]
+
+
+def test_the_contracts_key_table_is_the_one_the_code_declares():
+    """docs/CONTRACT.md's table is ``urlkeys.key_table()`` verbatim, so a changed default
+    or bound cannot leave the public interface stale."""
+    text = (ROOT / "docs" / "CONTRACT.md").read_text()
+    assert urlkeys.key_table() in text
