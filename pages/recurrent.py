@@ -87,7 +87,7 @@ def apply_preset(name: str) -> None:
         for key, field in urlkeys.RECURRENT_FIELDS.items()
         if field in cfg.relevant_keys()  # the thresholds of other modes stay as they are
     }
-    st.session_state.update(values, rec_steps=cfg.total_steps_estimate(), rec_request_run=True)
+    st.session_state.update(values, rec_steps=recurrent.page_steps(cfg), rec_request_run=True)
 
 
 def problem_text(problem: ConfigProblem) -> str:

@@ -47,7 +47,7 @@ def test_default_page_shows_the_rnn_explode_and_the_lstm_train(at: AppTest) -> N
     assert len(at.get("plotly_chart")) >= 7  # probe, 2 heatmaps, 2 losses, curve, 2 layers
     # The page opens on the rnn_explodes settings; its words are the library's.
     config = PRESETS["rnn_explodes"].config
-    comparison = recurrent.compare_networks(config, config.total_steps_estimate())
+    comparison = recurrent.compare_networks(config, recurrent.page_steps(config))
     assert texts(at.info) == ["\n\n".join(recurrent.describe(comparison))]
     assert texts(at.error) == [
         # What overflows first differs between CPUs: compare with this machine's run.
@@ -87,7 +87,7 @@ def test_a_preset_button_sets_the_controls_and_runs(at: AppTest) -> None:
     assert at.radio(key="rec_clip_mode").value == "norm"
     assert at.slider(key="rec_radius").value == pytest.approx(config.recurrent_scale)
     assert at.select_slider(key="rec_lr").value == config.lr
-    assert at.slider(key="rec_steps").value == config.total_steps_estimate()
+    assert at.slider(key="rec_steps").value == recurrent.page_steps(config)
     # Both nets clip and train; the unclipped twins explode, and the words say so.
     assert not at.error and len(at.success) == 2
     words = at.info[0].value

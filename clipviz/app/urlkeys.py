@@ -31,7 +31,7 @@ from typing import Any
 from clipviz.engine.config import FIELDS, PRESETS, ConfigProblem, echo, format_value, parse_value
 from clipviz.engine.labstate import LAB_KEYS, LINK_KEYS
 from clipviz.lessons import cliff
-from clipviz.lessons.recurrent import MAX_PAGE_STEPS
+from clipviz.lessons.recurrent import MAX_PAGE_STEPS, page_steps
 
 # Keys Streamlit itself reads from a URL: never ours to judge.
 STREAMLIT_KEYS = frozenset({"embed", "embed_options"})
@@ -118,7 +118,7 @@ RECURRENT_FIELDS = {
 RECURRENT_OPENING = PRESETS["rnn_explodes"].config.replace(clip_value=10.0, clip_value_output=100.0)
 RECURRENT_DEFAULTS: dict[str, Any] = {
     key: getattr(RECURRENT_OPENING, name) for key, name in RECURRENT_FIELDS.items()
-} | {"rec_steps": RECURRENT_OPENING.total_steps_estimate()}
+} | {"rec_steps": page_steps(RECURRENT_OPENING)}
 
 
 def _rec(key: str, kind: type, **bounds: Any) -> UrlKey:

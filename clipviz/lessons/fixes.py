@@ -39,7 +39,7 @@ class Fix:
     changes: dict = field(default_factory=dict)
 
     def apply(self, config: TrainConfig) -> TrainConfig:
-        return config.replace(**self.changes)
+        return config.replace(**self.changes).canonical()
 
 
 def candidate_fixes(config: TrainConfig) -> list[Fix]:
