@@ -51,6 +51,7 @@ def page_steps(config: TrainConfig) -> int:
     """Training steps of a preset's run on the page."""
     return min(config.total_steps_estimate(), PAGE_PRESET_STEPS)
 
+
 # The LSTM dominates a page run's cost: about (steps x time steps) unrolled LSTM steps,
 # twice with an unclipped twin, more with wide nets. This bound keeps a run to seconds.
 MAX_PAGE_WORK = 100_000
