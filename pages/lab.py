@@ -579,15 +579,7 @@ def rule_race(config: TrainConfig) -> None:
         return
     entries = race(config)
     st.plotly_chart(race_figure(entries), key="race_chart", width="stretch")
-    st.dataframe(
-        [entry.row() for entry in entries],
-        hide_index=True,
-        column_config={
-            "final test loss": st.column_config.NumberColumn(format="%.4g"),
-            "steps clipped": st.column_config.NumberColumn(format="percent"),
-            "largest ‖g‖": st.column_config.NumberColumn(format="%.3g"),
-        },
-    )
+    st.dataframe([entry.shown_row() for entry in entries], hide_index=True)
     st.caption(
         "AutoClip (Seetharaman et al. 2020) clips at a percentile of the norms seen so far; "
         "AGC (Brock et al. 2021) clips each unit's gradient relative to its weights; ZClip "

@@ -436,4 +436,5 @@ def test_the_rule_race_runs_on_one_click():
     table = app.dataframe[0].value
     assert list(table["rule"]) == ["none", "norm", "value", "autoclip", "agc", "zclip"]
     assert table["outcome"][0].startswith("explodes at step")
+    assert table["final test loss"][0] == "—"  # nothing to show for an exploded run
     assert len(app.get("plotly_chart")) == 1

@@ -35,3 +35,15 @@ def test_the_race_chart_has_one_line_per_rule_and_panel():
     dashes = {t.line.dash for t in figure.data}
     assert len(dashes) >= 5  # told apart by dash as well as by colour
     assert figure.layout.yaxis.type == "log" and figure.layout.xaxis.title.text
+
+
+def test_the_shown_table_writes_every_number_and_a_dash_for_none():
+    entries = {e.mode: e for e in run_race(SHORT)}
+    none, norm = entries["none"].shown_row(), entries["norm"].shown_row()
+    exploded = entries["none"].result
+    assert none["exploded at step"] == f"{exploded.exploded_at:,}"
+    assert none["final test loss"] == "—"
+    assert norm["exploded at step"] == "—"
+    assert norm["final test loss"] == f"{entries['norm'].result.final_test_mse:.4g}"
+    assert norm["largest ‖g‖"] == f"{entries['norm'].result.max_grad_norm:.3g}"
+    assert norm["steps clipped"].endswith("%")

@@ -63,6 +63,10 @@ def race_figure(entries: Sequence[RaceEntry], *, height: int = 420) -> go.Figure
         margin={"b": 110},
     )
     fig.update_xaxes(title_text="optimizer step")
-    fig.update_yaxes(type="log", row=1, col=1, title_text=f"{loss_name} (log scale)")
-    fig.update_yaxes(type="log", row=1, col=2, title_text="‖g‖, L2 norm (log scale)")
+    fig.update_yaxes(
+        type="log", row=1, col=1, title_text=f"{loss_name} (log scale)", exponentformat="power"
+    )
+    fig.update_yaxes(
+        type="log", row=1, col=2, title_text="‖g‖, L2 norm (log scale)", exponentformat="power"
+    )
     return fig

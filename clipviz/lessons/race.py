@@ -47,6 +47,21 @@ class RaceEntry:
             return "learns"
         return "stays finite, does not learn"
 
+    def shown_row(self) -> dict[str, str]:
+        """The row as a learner reads it: numbers written out, a dash where there is none."""
+        row = self.row()
+        final, largest = row["final test loss"], row["largest ‖g‖"]
+        return {
+            "rule": row["rule"],
+            "outcome": row["outcome"],
+            "exploded at step": "—"
+            if row["exploded at step"] is None
+            else f"{row['exploded at step']:,}",
+            "final test loss": "—" if final is None else f"{final:.4g}",
+            "steps clipped": f"{row['steps clipped']:.0%}",
+            "largest ‖g‖": f"{largest:.3g}" if math.isfinite(largest) else "overflow",
+        }
+
     def row(self) -> dict:
         """The outcomes table's row (losses in the target's original units)."""
         result = self.result
