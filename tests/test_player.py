@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from clipviz.app.player import DEFAULT_SPEED, SPEEDS, Player, Tick
+from clipviz.app.player import DEFAULT_SPEED, SPEEDS, UPDATES_PER_SECOND, Player, Tick
 from clipviz.engine.config import PRESETS
 from clipviz.engine.trainer import Trainer
 
@@ -50,10 +50,17 @@ def clock() -> Clock:
     return Clock()
 
 
+def ticking(steps: int, **kwargs) -> Player:
+    """A player whose tick trains ``steps`` steps (one chart update per tick)."""
+    return Player(speed=steps, interval=1 / UPDATES_PER_SECOND, **kwargs)
+
+
 def test_a_new_player_is_paused_with_the_default_speed():
     player = Player()
     assert player.state == "paused" and not player.playing
-    assert player.steps_per_tick == DEFAULT_SPEED in SPEEDS
+    assert player.speed == DEFAULT_SPEED in SPEEDS
+    # a tick trains the steps of the chart updates until the next tick
+    assert player.steps_per_tick == DEFAULT_SPEED * round(UPDATES_PER_SECOND * player.interval)
     assert player.run_every is None
 
 
@@ -99,7 +106,7 @@ def test_reset_pauses_and_forgets_the_speed_estimate(clock):
 
 
 def test_a_fast_run_takes_the_full_speed_in_few_chunks(clock):
-    run, player = FakeRun(10_000, 0.0001, clock), Player(steps_per_tick=200, time_budget=0.08)
+    run, player = FakeRun(10_000, 0.0001, clock), ticking(200, time_budget=0.08)
     player.play(run)
     tick = player.tick(run, clock)
     assert tick.steps == 200 and run.step_count == 200
@@ -108,7 +115,7 @@ def test_a_fast_run_takes_the_full_speed_in_few_chunks(clock):
 
 
 def test_a_slow_run_stops_at_the_time_budget(clock):
-    run, player = FakeRun(10_000, 0.05, clock), Player(steps_per_tick=500, time_budget=0.08)
+    run, player = FakeRun(10_000, 0.05, clock), ticking(500, time_budget=0.08)
     player.play(run)
     tick = player.tick(run, clock)
     # 50 ms a step: the first step measures the cost; 30 ms of budget are left,
@@ -119,7 +126,7 @@ def test_a_slow_run_stops_at_the_time_budget(clock):
 
 
 def test_a_step_slower_than_the_budget_still_makes_progress(clock):
-    run, player = FakeRun(10, 0.5, clock), Player(steps_per_tick=50, time_budget=0.08)
+    run, player = FakeRun(10, 0.5, clock), ticking(50, time_budget=0.08)
     player.play(run)
     for _ in range(3):
         assert player.tick(run, clock).steps == 1
@@ -127,7 +134,7 @@ def test_a_step_slower_than_the_budget_still_makes_progress(clock):
 
 
 def test_playing_stops_when_the_run_ends(clock):
-    run, player = FakeRun(45, 0.001, clock), Player(steps_per_tick=20, time_budget=1.0)
+    run, player = FakeRun(45, 0.001, clock), ticking(20, time_budget=1.0)
     player.play(run)
     ticks = [player.tick(run, clock) for _ in range(3)]
     assert [t.steps for t in ticks] == [20, 20, 5]
@@ -137,7 +144,7 @@ def test_playing_stops_when_the_run_ends(clock):
 
 def test_playing_stops_at_an_explosion(clock):
     run = FakeRun(1000, 0.001, clock, explode_at=7)
-    player = Player(steps_per_tick=100, time_budget=1.0)
+    player = ticking(100, time_budget=1.0)
     player.play(run)
     tick = player.tick(run, clock)
     assert tick.steps == 7 and tick.finished and not player.playing
@@ -146,14 +153,30 @@ def test_playing_stops_at_an_explosion(clock):
 def test_set_speed_keeps_at_least_one_step():
     player = Player()
     player.set_speed(0)
-    assert player.steps_per_tick == 1
+    assert player.speed == 1
     player.set_speed(500)
-    assert player.steps_per_tick == 500
+    assert player.speed == 500
+
+
+def test_a_tick_tops_up_what_the_browser_still_waits_for(clock):
+    run, player = FakeRun(10_000, 0.0001, clock), ticking(100, time_budget=1.0)
+    player.play(run)
+    assert player.tick(run, clock, ahead=30).steps == 70
+    assert player.tick(run, clock, ahead=100).steps == 0  # enough is waiting: no training
+    assert player.tick(run, clock, ahead=500).steps == 0
+    assert player.playing
+
+
+def test_the_budget_counts_this_threads_cpu_time_by_default():
+    import inspect
+    import time
+
+    assert inspect.signature(Player.tick).parameters["clock"].default is time.thread_time
 
 
 def test_the_player_drives_a_real_trainer_to_its_explosion():
     trainer = Trainer(PRESETS["tutorial_unscaled"].config)
-    player = Player(steps_per_tick=500, time_budget=10.0)
+    player = ticking(500, time_budget=10.0)
     player.play(trainer)
     while player.playing:
         player.tick(trainer)

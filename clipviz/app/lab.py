@@ -10,13 +10,11 @@
   ``Exploded at step N``, the signs found and where, and one-click fixes.
 * ``lr_options`` is the learning-rate slider's log grid, with the current
   value added when a link or a fix asks for one between grid points.
-* The live chart's browser side (``LIVE_CHART_JS``, ``plotly_loader_js``):
-  ``st.plotly_chart`` (Streamlit 1.67) derives a chart's identity from its
-  data, so every redraw mounts a new chart, with a blank frame (a flicker)
-  and a lost zoom on every tick. The page instead keeps one plotly.js chart
-  in a small component and redraws it with ``Plotly.react``, which honours
-  ``uirevision``. plotly.js is the copy shipped inside the plotly package,
-  sent once per session.
+* ``LabRun.traces(start, stride)`` are what the live chart streams
+  (``clipviz.app.stream``): the records after step ``start``. The chart
+  itself is browser code (``pages/components/live_chart/``): ``st.plotly_chart``
+  (Streamlit 1.67) derives a chart's identity from its data, so every redraw
+  would mount a new chart, with a blank frame (a flicker) and a lost zoom.
 
 No Streamlit here; ``pages/lab.py`` is the thin page on top.
 """
@@ -24,16 +22,10 @@ No Streamlit here; ``pages/lab.py`` is the thin page on top.
 from __future__ import annotations
 
 import dataclasses
-import functools
-import html
 import math
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
-
-import plotly
-import plotly.graph_objects as go
-import plotly.io as pio
 
 from clipviz.app import urlkeys
 from clipviz.app.urlkeys import plain_markdown
@@ -210,6 +202,7 @@ class LabRun:
     def __init__(self, config: TrainConfig, twin: TrainConfig | None = None):
         self.config = config
         self.twin_config = twin
+        self.id = uuid.uuid4().hex[:12]  # this run, for the live chart (its stream's revision)
         if twin is None:
             self.trainers = [Trainer(config)]
         else:
@@ -286,11 +279,13 @@ class LabRun:
             for t in traces
         ]
 
-    def traces(self) -> list[RunTrace]:
+    def traces(self, start: int = 0, stride: int | None = None) -> list[RunTrace]:
+        """Each run's trace, with the records after step ``start`` (streamed with a ``stride``)."""
         name = loss_name(self.config)
         return [
             dataclasses.replace(
-                RunTrace.from_trainer(trainer, label, secondary=i > 0), loss_name=name
+                RunTrace.from_trainer(trainer, label, secondary=i > 0, start=start, stride=stride),
+                loss_name=name,
             )
             for i, (label, trainer) in enumerate(self.labelled())
         ]
@@ -349,54 +344,5 @@ def diagnose(trainer: Trainer) -> Diagnosis | None:
     return Diagnosis(headline(explosion), where_text(explosion), findings, fixes)
 
 
-def colour_key(run: LabRun) -> str:
-    """An HTML line naming the colour of each run (blue clipped, vermillion unclipped)."""
-    parts = [
-        f'<span style="color:{colour};opacity:{opacity}">&#9632;</span> {html.escape(name)}'
-        for colour, name, opacity in run.colour_key()
-    ]
-    return "<small>" + " &nbsp;·&nbsp; ".join(parts) + "</small>"
-
-
 def finding_text(finding: Finding) -> str:
     return f"**{finding.sign.title}** (step {finding.step}): {finding.detail}."
-
-
-# ---- the live chart in the browser -------------------------------------------------------
-
-LIVE_CHART_HTML = '<div class="clipviz-live-chart" style="width: 100%; height: 860px"></div>'
-
-# The component's code: parse the figure, redraw it in place, follow resizes.
-# Until plotly.js has loaded, draws wait in a queue the loader empties.
-LIVE_CHART_JS = """
-export default function ({ data, parentElement }) {
-  const el = parentElement.querySelector(".clipviz-live-chart");
-  const draw = () => {
-    const figure = JSON.parse(data);
-    el.style.height = `${figure.layout.height}px`;
-    window.Plotly.react(el, figure.data, figure.layout, figure.config);
-    if (!el.clipvizResize) {
-      el.clipvizResize = new ResizeObserver(() => window.Plotly.Plots.resize(el));
-      el.clipvizResize.observe(el);
-    }
-  };
-  if (window.Plotly) draw();
-  else (window.clipvizWaiting = window.clipvizWaiting || []).push(draw);
-}
-"""
-
-
-@functools.lru_cache(maxsize=1)
-def plotly_loader_js() -> str:
-    """plotly.js (the plotly package's own copy) as a component module, run once per page."""
-    source = (Path(plotly.__file__).parent / "package_data" / "plotly.min.js").read_text()
-    return (
-        f"if (!window.Plotly) {{\n{source}\n}}\n"
-        "export default function () {\n"
-        "  (window.clipvizWaiting || []).splice(0).forEach((draw) => draw());\n}\n"
-    )
-
-
-def figure_json(figure: go.Figure, config: dict) -> str:
-    """A figure and its plotly.js config as the JSON the live chart draws."""
-    return pio.to_json({**figure.to_dict(), "config": config}, validate=False)

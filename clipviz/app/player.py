@@ -6,11 +6,23 @@ buttons call ``play``, ``pause``, ``step`` and ``reset``. Pure Python and no
 Streamlit, so it is tested on its own (``tests/test_player.py``); the Training
 Lab runs ``tick`` inside a fragment that reruns every ``interval`` seconds.
 
-A tick trains up to ``steps_per_tick`` optimizer steps but stops once it has
-spent ``time_budget`` seconds, so a slow network (an LSTM over long sequences
-takes milliseconds per step) never freezes the page: the charts still redraw
-several times a second, with fewer steps between redraws. Every tick takes at
-least one step, so a run always makes progress.
+How playback is paced (the Lab's live chart, ``clipviz.app.stream``): the
+browser draws the chart, up to ``UPDATES_PER_SECOND`` times a second, each
+time showing ``speed`` more optimizer steps of what it has received. The
+server does not draw: every ``interval`` seconds it trains the steps the
+browser will show until the next tick (``steps_per_tick``, a few chart
+updates' worth) and sends them. So the chart moves smoothly at a rate the
+server does not pay for, and the server's work per learner is the training
+plus one small message per tick.
+
+A tick trains at most ``time_budget`` seconds of this thread's CPU time
+(``time.thread_time``: time spent waiting for other sessions does not
+count), so one session holds at most ``time_budget / interval`` of a core
+however slow its network: an LSTM over long sequences trains fewer steps
+per tick and its chart moves slower, and the other learners keep theirs.
+Every tick takes at least one step, so a run always makes progress. A tick
+trains nothing while the browser still has more than a tick's steps
+waiting to be sent (``ahead``), so training never runs far ahead of the chart.
 """
 
 from __future__ import annotations
@@ -20,11 +32,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-# The speed control: optimizer steps per tick.
+# The speed control: optimizer steps shown per chart update.
 SPEEDS = (1, 2, 5, 10, 20, 50, 100, 200, 500)
 DEFAULT_SPEED = 20
-TIME_BUDGET = 0.08  # seconds of training per tick
-INTERVAL = 0.12  # seconds between ticks while playing
+UPDATES_PER_SECOND = 25  # chart updates the browser draws per second while it has steps
+INTERVAL = 0.2  # seconds between server ticks while playing
+TIME_BUDGET = 0.05  # CPU seconds of training per tick: a session's share is 1/4 of a core
 
 
 class Steppable(Protocol):
@@ -49,12 +62,13 @@ class Tick:
 class Player:
     """Playing or paused; how much to train per tick; what the buttons do.
 
+    ``speed`` is the number of optimizer steps per chart update.
     ``seconds_per_step`` is a running estimate of one step's cost, measured
     while playing; it sizes the chunks a tick trains in, so a fast network
     takes many steps per chunk and a slow one a single step.
     """
 
-    steps_per_tick: int = DEFAULT_SPEED
+    speed: int = DEFAULT_SPEED
     time_budget: float = TIME_BUDGET
     interval: float = INTERVAL
     playing: bool = False
@@ -69,8 +83,13 @@ class Player:
         """The fragment's rerun interval: ``interval`` while playing, else None."""
         return self.interval if self.playing else None
 
-    def set_speed(self, steps_per_tick: int) -> None:
-        self.steps_per_tick = max(1, int(steps_per_tick))
+    @property
+    def steps_per_tick(self) -> int:
+        """Steps a tick trains: the chart updates until the next tick, ``speed`` steps each."""
+        return self.speed * max(1, round(UPDATES_PER_SECOND * self.interval))
+
+    def set_speed(self, steps_per_update: int) -> None:
+        self.speed = max(1, int(steps_per_update))
 
     def play(self, run: Steppable) -> bool:
         """Start playing; returns False (and stays paused) if the run is already over."""
@@ -97,17 +116,28 @@ class Player:
         self.pause()
         self.seconds_per_step = None
 
-    def tick(self, run: Steppable, clock: Callable[[], float] = time.perf_counter) -> Tick:
-        """One timer tick: train within the budget; stop playing when the run ends."""
+    def tick(
+        self,
+        run: Steppable,
+        clock: Callable[[], float] = time.thread_time,
+        *,
+        ahead: int = 0,
+    ) -> Tick:
+        """One timer tick: train within the budget; stop playing when the run ends.
+
+        ``ahead`` is how many trained steps are still waiting to be sent to
+        the browser; the tick trains only what tops them up to ``steps_per_tick``.
+        """
         if not self.playing:
             return Tick(0, 0.0, run.done)
         start = clock()
         taken = 0
-        while taken < self.steps_per_tick and not run.done:
+        target = self.steps_per_tick - max(0, ahead)
+        while taken < target and not run.done:
             elapsed = clock() - start
             if taken and elapsed >= self.time_budget:
                 break
-            wanted = self.steps_per_tick - taken
+            wanted = target - taken
             if self.seconds_per_step:
                 affordable = int((self.time_budget - elapsed) / self.seconds_per_step)
                 chunk = max(1, min(wanted, affordable))

@@ -17,11 +17,25 @@ as plain dicts wrapped without Plotly's validation (which costs more than
 the drawing); the dicts use only attributes Plotly documents, and their axis
 margins are fixed because plotly.js's ``automargin`` redraws a figure until
 its labels fit, doubling the cost of every redraw.
+
+A ``RunTrace`` with a ``stride`` is *streamed* (the Training Lab's live chart,
+``clipviz.app.stream``): the figure of a run's first steps and the figures of
+the steps after them, built one slice at a time, add up to the figure of the
+whole run. So every trace exists from step 0 (empty until there is data) and
+carries a ``uid``; no thinning depends on how many steps there are so far.
+Runs up to ``STREAM_STEPS`` steps keep every point (stride 1); a longer run
+keeps the highest and lowest value of each block of ``stride`` steps, blocks
+counted from step 1, so a slice that starts on a block boundary thins the way
+the whole run would. Clipped-step markers keep the first clipped step of each
+block; the per-layer heatmap keeps each block's largest norm per layer.
 """
 
 from __future__ import annotations
 
 import math
+import re
+import warnings
+import zlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -32,6 +46,7 @@ from clipviz.figures.style import HEAT, NEUTRAL, THRESHOLD, layout_spec, run_col
 MAX_POINTS = 2000
 HEATMAP_COLUMNS = 600
 MAX_MARKERS = 150
+STREAM_STEPS = 10_000  # a streamed run keeps every step up to this length (see stream_stride)
 FAINT = 0.5  # opacity factor of a secondary run drawn in the primary's colour
 
 
@@ -50,6 +65,8 @@ class RunTrace:
     clip_value: float | None = None  # draw max |g_i| and its threshold when value-clipping
     batches_per_epoch: int | None = None  # where the epoch losses sit on the step axis
     secondary: bool = False  # a comparison run: drawn fainter when colours coincide
+    stride: int | None = None  # None: thinned to MAX_POINTS; an int: streamed (module docstring)
+    planned_steps: int | None = None  # the run's length when it ends normally
 
     @classmethod
     def from_trainer(
@@ -59,13 +76,24 @@ class RunTrace:
         *,
         original_units: bool = False,
         secondary: bool = False,
+        start: int = 0,
+        stride: int | None = None,
     ) -> RunTrace:
+        """The trainer's records from step ``start + 1`` on (all of them by default).
+
+        ``stride`` streams the trace (module docstring); with ``start`` > 0 only
+        the epochs that end after step ``start`` are kept, as the slice's own.
+        """
         cfg = trainer.config
+        epochs = trainer.epoch_records(original_units=original_units)
+        if start > 0:
+            ended_after = epochs["epoch"] * trainer.batches_per_epoch > start
+            epochs = {key: values[ended_after] for key, values in epochs.items()}
         return cls(
             label=label or cfg.label(),
             clipped=cfg.clipped,
-            records=trainer.records(),
-            epochs=trainer.epoch_records(original_units=original_units),
+            records=trainer.records(start=start),
+            epochs=epochs,
             layer_names=tuple(trainer.layout.layer_names),
             clip_norm=cfg.clip_norm if cfg.uses_clip_norm else None,
             exploded_at=trainer.exploded_at,
@@ -73,11 +101,22 @@ class RunTrace:
             clip_value=cfg.clip_value if cfg.uses_clip_value else None,
             batches_per_epoch=trainer.batches_per_epoch,
             secondary=secondary,
+            stride=stride,
+            planned_steps=trainer.total_steps,
         )
 
     @property
     def steps(self) -> int:
         return len(self.records.get("step", ()))
+
+    @property
+    def streamed(self) -> bool:
+        return self.stride is not None
+
+
+def stream_stride(total_steps: int, kept: int = STREAM_STEPS) -> int:
+    """Steps per block of a streamed run of ``total_steps``: 1 (every step) up to ``kept``."""
+    return max(1, math.ceil(total_steps / kept))
 
 
 def finite_or_nan(values: np.ndarray) -> np.ndarray:
@@ -111,6 +150,68 @@ def thin(n: int, values: np.ndarray | None = None, max_points: int = MAX_POINTS)
     lowest = np.argmin(np.where(finite, block, np.inf), axis=1)
     keep = np.concatenate([starts + highest, starts + lowest, [n - 1]])
     return np.unique(keep)
+
+
+def block_extremes(steps: np.ndarray, values: np.ndarray, stride: int) -> np.ndarray:
+    """Indices of the highest and lowest finite value in each block of ``stride`` steps.
+
+    Blocks are counted from step 1 (steps 1..stride, stride+1..2*stride, ...),
+    whatever the first step in ``steps``, so thinning a run slice by slice
+    gives the same points as thinning it whole, as long as each slice starts
+    on a block boundary. A block with no finite value keeps its first point
+    (a gap in the line). Every index with ``stride`` 1.
+    """
+    n = len(steps)
+    if stride <= 1 or n == 0:
+        return np.arange(n)
+    offset = int(steps[0] - 1) % stride
+    padded = np.full(offset + n + (-(offset + n)) % stride, np.nan)
+    padded[offset : offset + n] = np.asarray(values, dtype=float)
+    block = padded.reshape(-1, stride)
+    finite = np.isfinite(block)
+    highest = np.argmax(np.where(finite, block, -np.inf), axis=1)
+    lowest = np.argmin(np.where(finite, block, np.inf), axis=1)
+    first = np.maximum(0, offset - np.arange(len(block)) * stride)  # first real point per row
+    none = ~finite.any(axis=1)
+    highest[none] = lowest[none] = first[none]
+    rows = np.arange(len(block)) * stride - offset
+    keep = np.concatenate([rows + highest, rows + lowest])
+    return np.unique(keep[(keep >= 0) & (keep < n)])
+
+
+def _point_indices(trace: RunTrace, y: np.ndarray) -> np.ndarray:
+    if trace.streamed:
+        return block_extremes(trace.records["step"], y, trace.stride)
+    return thin(len(y), y)
+
+
+def _marker_indices(trace: RunTrace, where: np.ndarray) -> np.ndarray:
+    """Which clipped steps get a marker: at most about ``MAX_MARKERS`` per run."""
+    if not trace.streamed:
+        return where[thin(len(where), max_points=MAX_MARKERS)]
+    # Streamed: the first clipped step of each block of ``stride`` steps (every
+    # clipped step up to STREAM_STEPS), so that slices mark what the whole run would.
+    blocks = (trace.records["step"][where] - 1) // trace.stride
+    return where[np.unique(blocks, return_index=True)[1]]
+
+
+def _heatmap_columns(trace: RunTrace, norms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(steps, norms per column) of the per-layer heatmap: thinned, or per block when streamed."""
+    steps = trace.records["step"]
+    if not trace.streamed:
+        n = norms.shape[0]
+        idx = np.unique(np.linspace(0, n - 1, min(n, HEATMAP_COLUMNS)).astype(int))
+        return steps[idx], finite_or_nan(norms[idx])
+    stride = trace.stride
+    if stride <= 1 or not len(steps):
+        return steps, finite_or_nan(norms)
+    blocks = (steps - 1) // stride
+    starts = np.flatnonzero(np.r_[True, blocks[1:] != blocks[:-1]])
+    values = finite_or_nan(norms)
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN block stays NaN
+        largest = np.stack([np.nanmax(part, axis=0) for part in np.split(values, starts[1:])])
+    return steps[starts], largest
 
 
 # ---- plain-dict building blocks ------------------------------------------
@@ -162,6 +263,16 @@ def _shared_colour(traces: list[RunTrace]) -> bool:
     return len({t.clipped for t in traces}) < len(traces)
 
 
+def trace_uid(run: int, series: str) -> str:
+    """A trace's stable identity (run number and series) for the live chart's updates.
+
+    plotly.js builds CSS class names from uids, so a uid is letters, digits and
+    dashes only; the checksum keeps two names apart that differ only in symbols.
+    """
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", series).strip("-")
+    return f"run{run}-{slug}-{zlib.crc32(series.encode()) & 0xFFFF:04x}"
+
+
 class _Names:
     """Legend names: prefixed by the run in separate charts, or one entry per style.
 
@@ -173,17 +284,20 @@ class _Names:
     def __init__(self, traces: list[RunTrace], *, per_style: bool):
         self.per_style = per_style
         self.multiple = len(traces) > 1
+        self.index = {id(trace): i for i, trace in enumerate(traces)}
 
     def __call__(self, trace: RunTrace, name: str) -> dict:
+        uid = {"uid": trace_uid(self.index.get(id(trace), 0), name)}
         if self.per_style:
             return {
                 "name": name,
                 "legendgroup": name,
                 "showlegend": trace is not None and not trace.secondary,
                 "hovername": f"{trace.label}: {name}" if self.multiple else name,
+                **uid,
             }
         full = f"{trace.label}: {name}" if self.multiple else name
-        return {"name": full, "hovername": full}
+        return {"name": full, "hovername": full, **uid}
 
 
 def _series(
@@ -197,7 +311,7 @@ def _series(
     opacity: float = 1.0,
 ) -> dict:
     y = trace.records[key]
-    idx = thin(len(y), y)
+    idx = _point_indices(trace, y)
     hover = names.pop("hovername")
     return {
         "type": "scatter",
@@ -359,7 +473,7 @@ def _loss_panel(traces: list[RunTrace], ax: _Axes, names: _Names) -> _Panel:
     panel = _Panel()
     shared = _shared_colour(traces)
     for trace in traces:
-        if trace.steps:
+        if trace.steps or trace.streamed:
             panel.data.append(
                 _series(
                     trace,
@@ -370,8 +484,13 @@ def _loss_panel(traces: list[RunTrace], ax: _Axes, names: _Names) -> _Panel:
                     opacity=_opacity(trace, shared, 0.55),
                 )
             )
-        if trace.epochs and len(trace.epochs.get("epoch", [])):
-            x = trace.epochs["epoch"] * _batches_per_epoch(trace)
+        if trace.streamed or (trace.epochs and len(trace.epochs.get("epoch", []))):
+            epoch = np.asarray(trace.epochs.get("epoch", ()), dtype=float)
+            x = epoch * _batches_per_epoch(trace)
+            if trace.streamed:  # the style must not change as the epochs arrive
+                few = (trace.planned_steps or 0) < 60 * _batches_per_epoch(trace)
+            else:
+                few = len(x) < 60
             for key, name, dash, symbol in (
                 ("train_loss", "train loss (epoch)", "solid", "circle"),
                 ("test_loss", "test loss (epoch)", "dash", "diamond"),
@@ -382,13 +501,13 @@ def _loss_panel(traces: list[RunTrace], ax: _Axes, names: _Names) -> _Panel:
                     {
                         "type": "scatter",
                         "x": x,
-                        "y": finite_or_nan(trace.epochs[key]),
-                        "mode": "lines+markers" if len(x) < 60 else "lines",
+                        "y": finite_or_nan(trace.epochs.get(key, ())),
+                        "mode": "lines+markers" if few else "lines",
                         **entry,
                         "line": {"color": run_colour(trace.clipped), "dash": dash, "width": 2.2},
                         "marker": {"symbol": symbol, "size": 6},
                         "opacity": _opacity(trace, shared),
-                        "customdata": trace.epochs["epoch"],
+                        "customdata": epoch,
                         "xaxis": ax.x,
                         "yaxis": ax.y,
                         "hovertemplate": f"{hover}<br>epoch %{{customdata}} (step %{{x}})"
@@ -406,7 +525,7 @@ def _grad_panel(traces: list[RunTrace], ax: _Axes, names: _Names, *, label=True)
     for trace in traces:
         opacity = _opacity(trace, shared)
         records = trace.records
-        if trace.steps:
+        if trace.steps or trace.streamed:
             panel.data.append(
                 _series(
                     trace, "grad_norm", names(trace, "‖g‖ before clipping"), ax, opacity=opacity
@@ -439,8 +558,8 @@ def _grad_panel(traces: list[RunTrace], ax: _Axes, names: _Names, *, label=True)
             clipped = records.get("clipped")
             if trace.clipped and clipped is not None:
                 where = np.nonzero(np.nan_to_num(clipped) > 0)[0]
-                if len(where):
-                    where = where[thin(len(where), max_points=MAX_MARKERS)]
+                if len(where) or trace.streamed:
+                    where = _marker_indices(trace, where)
                     entry = names(trace, "clipped steps")
                     entry.pop("hovername")
                     colour = run_colour(trace.clipped)
@@ -480,17 +599,19 @@ def _grad_panel(traces: list[RunTrace], ax: _Axes, names: _Names, *, label=True)
 def _layer_panel(trace: RunTrace, ax: _Axes, colorbar: dict) -> _Panel:
     panel = _Panel()
     norms = trace.records.get("layer_grad_norm")
-    if norms is not None and len(norms):
-        n = norms.shape[0]
-        idx = np.unique(np.linspace(0, n - 1, min(n, HEATMAP_COLUMNS)).astype(int))
-        values = finite_or_nan(norms[idx]).T
+    if norms is None and trace.streamed:
+        norms = np.zeros((0, len(trace.layer_names)))
+    if norms is not None and (len(norms) or trace.streamed):
+        steps, columns = _heatmap_columns(trace, norms)
+        values = columns.T  # layers x steps: a streamed update appends to every row
         with np.errstate(divide="ignore", invalid="ignore"):
             z = np.log10(values)
         z = np.where(np.isfinite(z), z, np.nan)
         panel.data.append(
             {
                 "type": "heatmap",
-                "x": trace.records["step"][idx],
+                "uid": "layers",
+                "x": steps,
                 "y": list(trace.layer_names),
                 "z": z,
                 "colorscale": HEAT,
@@ -524,7 +645,7 @@ def _weights_panels(
     panel = _Panel()
     shared = _shared_colour(traces)
     for trace in traces:
-        if not trace.steps:
+        if not (trace.steps or trace.streamed):
             continue
         opacity = _opacity(trace, shared)
         panel.data.append(
@@ -661,6 +782,16 @@ def lab_figure(traces: list[RunTrace], *, revision: str = "lab", height: int = 8
     colour; each line style has one entry in the legend on top, which
     toggles it for every run.
     """
+    spec = lab_figure_spec(traces, revision=revision, height=height)
+    return _figure(spec["data"], spec["layout"])
+
+
+def lab_figure_spec(traces: list[RunTrace], *, revision: str = "lab", height: int = 860) -> dict:
+    """``lab_figure`` as the plain dict plotly.js draws: ``{"data": [...], "layout": {...}}``.
+
+    The live chart builds it from a slice of steps at every update
+    (``clipviz.app.stream``), so it skips the Figure object altogether.
+    """
     names = _Names(traces, per_style=True)
     loss_ax, grad_ax, layer_ax = _Axes("x", "y"), _Axes("x2", "y2"), _Axes("x3", "y3")
     norm_ax, ratio_ax = _Axes("x4", "y4"), _Axes("x5", "y5")
@@ -669,7 +800,7 @@ def lab_figure(traces: list[RunTrace], *, revision: str = "lab", height: int = 8
     panel = _Panel(
         data=[
             {"type": "scatter", "x": [], "y": [], "xaxis": ax.x, "yaxis": ax.y}
-            | {"showlegend": False, "hoverinfo": "skip"}
+            | {"showlegend": False, "hoverinfo": "skip", "uid": f"axis-{ax.x}"}
             for ax in (loss_ax, grad_ax, layer_ax, norm_ax, ratio_ax)
         ]
     )
@@ -730,7 +861,7 @@ def lab_figure(traces: list[RunTrace], *, revision: str = "lab", height: int = 8
         for name in ("yaxis", "yaxis2", "yaxis4", "yaxis5"):
             layout[name]["dtick"] = 1
     _plain_style(layout)
-    return _figure(panel.data, layout)
+    return {"data": panel.data, "layout": layout}
 
 
 def _plain_style(layout: dict) -> None:

@@ -1,0 +1,564 @@
+"""``python -m clipviz loadtest``: a classroom of learners playing the Lab at once, without browsers.
+
+Each learner is a websocket client that speaks Streamlit's own protocol, with
+the protobuf classes shipped in the streamlit package (``BackMsg``,
+``ForwardMsg``), the way the browser does:
+
+1. it connects to ``/_stcore/stream`` and asks for the page (a ``rerun_script``
+   with the link's query string, ``/lab?preset=tutorial_clip_norm`` by default);
+2. when the first script run has finished, it presses Play: a ``rerun_script``
+   whose ``widget_states`` hold the Play button's trigger (the button's widget
+   id comes from the button element the server sent);
+3. while the server asks for it (``auto_rerun``: the live area's fragment
+   timer), it sends the fragment's reruns at that interval, as the browser's
+   timer does, until ``stop_auto_rerun``;
+4. it reads each live-chart payload (JSON in the component element) and the
+   progress bar, and counts chart updates (payloads that bring new steps), the
+   steps shown and the bytes received; when the run ends it presses Play again,
+   which starts a new run, until its time is up.
+
+The tool starts the app itself (``streamlit run serve.py`` on a free loopback
+port, stopped by its pid at the end) unless ``--url`` points at one; with its
+own server it also reads the server's CPU time and resident memory from
+``/proc`` (before the learners, at the peak, and ``--settle-seconds`` after
+every learner has disconnected). Server CPU per chart update is reported with
+and without training: the training's share is the steps trained times one
+step's CPU cost, measured in this process on the same configuration.
+
+Every loop is bounded in count and time. Loopback only: ``--url`` must name
+127.0.0.1 or localhost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+STARTUP_SECONDS = 120
+WARMUP_SECONDS = 120
+CONNECT_SECONDS = 60
+RECEIVE_SECONDS = 1.0  # a receive waits at most this long before the loop looks at the clock
+MAX_MESSAGES = 2_000_000  # per learner: a bound on the receive loop, far above any real run
+MAX_PLAYS = 1000  # per learner: runs started
+SAMPLE_SECONDS = 0.5  # how often the server's memory is read
+COUNTER = re.compile(r"Step ([\d,]+) of ([\d,]+)")
+LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
+
+
+class LoadTestError(Exception):
+    """The load test could not run (no server, a protocol surprise): one line for the user."""
+
+
+@dataclass
+class Learner:
+    """What one learner saw."""
+
+    index: int
+    connected_at: float | None = None
+    played_at: float | None = None
+    ended_at: float | None = None
+    updates: int = 0  # chart payloads that brought new steps
+    steps: int = 0  # steps shown, over every run
+    bytes: int = 0  # websocket bytes received while playing
+    first_run_seconds: float | None = None  # Play to the end of the first run
+    runs_finished: int = 0
+    error: str | None = None
+    stop_after_updates: int | None = None  # the warm-up learner leaves after a few updates
+    # protocol state
+    page_hash: str = ""
+    play_id: str | None = None
+    step_now: int = 0
+    total: int = 0
+    chart_to: int = 0
+    run_started: float | None = None
+    timers: dict = field(default_factory=dict)
+
+    @property
+    def playing_seconds(self) -> float:
+        if self.played_at is None or self.ended_at is None:
+            return 0.0
+        return max(1e-9, self.ended_at - self.played_at)
+
+
+# ---- the protocol -----------------------------------------------------------------
+
+
+def _protos():
+    # Streamlit's protobuf classes; imported here so that importing clipviz never
+    # loads streamlit (tests/test_architecture.py).
+    from streamlit.proto.BackMsg_pb2 import BackMsg
+    from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+    from streamlit.proto.WidgetStates_pb2 import WidgetState
+
+    return BackMsg, ForwardMsg, WidgetState
+
+
+def rerun_message(
+    query: str,
+    page_name: str,
+    page_hash: str,
+    *,
+    fragment_id: str = "",
+    trigger: str | None = None,
+    url: str = "",
+) -> bytes:
+    """A ``rerun_script`` BackMsg, as the browser sends it (with a button trigger)."""
+    BackMsg, _, WidgetState = _protos()
+    msg = BackMsg()
+    state = msg.rerun_script
+    state.query_string = query
+    state.page_name = page_name
+    state.page_script_hash = page_hash
+    if fragment_id:
+        state.fragment_id = fragment_id
+        state.is_auto_rerun = True
+    if trigger is not None:
+        state.widget_states.widgets.append(WidgetState(id=trigger, trigger_value=True))
+    state.context_info.url = url
+    state.context_info.timezone = "UTC"
+    state.context_info.locale = "en-US"
+    return msg.SerializeToString()
+
+
+def read_message(data: bytes, learner: Learner) -> dict:
+    """What a ForwardMsg tells a learner: returns events the client acts on."""
+    _, ForwardMsg, _ = _protos()
+    msg = ForwardMsg()
+    msg.ParseFromString(data)
+    kind = msg.WhichOneof("type")
+    events: dict = {}
+    if kind == "new_session":
+        learner.page_hash = msg.new_session.page_script_hash or learner.page_hash
+    elif kind == "auto_rerun":
+        events["auto_rerun"] = (msg.auto_rerun.fragment_id, msg.auto_rerun.interval)
+    elif kind == "stop_auto_rerun":
+        events["stop_auto_rerun"] = list(msg.stop_auto_rerun.fragment_ids)
+    elif kind == "script_finished":
+        events["script_finished"] = msg.script_finished
+    elif kind == "page_not_found":
+        events["error"] = "page not found"
+    elif kind == "delta" and msg.delta.WhichOneof("type") == "new_element":
+        element = msg.delta.new_element
+        which = element.WhichOneof("type")
+        if which == "button" and element.button.label == "Play":
+            learner.play_id = element.button.id
+            events["play_enabled"] = not element.button.disabled
+        elif which == "progress":
+            match = COUNTER.search(element.progress.text)
+            if match:
+                learner.step_now = int(match.group(1).replace(",", ""))
+                learner.total = int(match.group(2).replace(",", ""))
+                events["progress"] = learner.step_now
+        elif which == "bidi_component" and element.bidi_component.component_name.endswith(
+            "live_chart"
+        ):
+            payload = json.loads(element.bidi_component.bytes or b"{}")
+            events["chart"] = (payload.get("kind"), payload.get("from", 0), payload.get("to", 0))
+        elif which == "exception":
+            events["error"] = element.exception.message or "exception"
+    return events
+
+
+async def _learner(index: int, base: str, path: str, deadline: float, out: Learner) -> None:
+    import websockets
+
+    parts = urllib.parse.urlsplit(f"{base}{path}")
+    ws_url = f"ws://{parts.netloc}/_stcore/stream"
+    query, page = parts.query, parts.path.strip("/")
+    page_url = f"{base}{path}"
+
+    async with websockets.connect(
+        ws_url,
+        subprotocols=["streamlit"],
+        max_size=None,
+        open_timeout=CONNECT_SECONDS,
+        origin=f"http://{parts.netloc}",
+    ) as ws:
+        out.connected_at = time.monotonic()
+        await ws.send(rerun_message(query, page, "", url=page_url))
+
+        async def rerun_every(fragment_id: str, interval: float) -> None:
+            # The browser's fragment timer: a rerun of the fragment every interval.
+            ticks = int((deadline - time.monotonic()) / max(interval, 0.01)) + 1
+            for _ in range(max(0, ticks)):
+                await asyncio.sleep(interval)
+                if time.monotonic() >= deadline:
+                    return
+                await ws.send(rerun_message(query, page, out.page_hash, fragment_id=fragment_id))
+
+        plays = 0
+        for _ in range(MAX_MESSAGES):
+            now = time.monotonic()
+            if now >= deadline:
+                break
+            try:
+                data = await asyncio.wait_for(
+                    ws.recv(), timeout=min(RECEIVE_SECONDS, deadline - now)
+                )
+            except TimeoutError:
+                continue
+            if isinstance(data, str):
+                continue
+            if out.played_at is not None:
+                out.bytes += len(data)
+            events = read_message(data, out)
+            if "error" in events:
+                out.error = events["error"]
+            if "auto_rerun" in events:
+                fragment_id, interval = events["auto_rerun"]
+                if fragment_id not in out.timers:
+                    out.timers[fragment_id] = asyncio.create_task(
+                        rerun_every(fragment_id, interval)
+                    )
+            for fragment_id in events.get("stop_auto_rerun", ()):
+                task = out.timers.pop(fragment_id, None)
+                if task is not None:
+                    task.cancel()
+            if "chart" in events:
+                kind, start, stop = events["chart"]
+                if out.run_started is not None and kind == "delta" and stop > start:
+                    out.updates += 1
+                    out.steps += stop - start
+                    out.chart_to = stop
+                if out.stop_after_updates is not None and out.updates >= out.stop_after_updates:
+                    break
+            finished_run = out.total and out.step_now >= out.total and out.chart_to >= out.total
+            if out.run_started is not None and finished_run:
+                if out.first_run_seconds is None:
+                    out.first_run_seconds = time.monotonic() - out.run_started
+                out.runs_finished += 1
+                out.run_started = None
+            script_done = events.get("script_finished") in (0, 3)
+            if script_done and out.run_started is None and out.play_id and plays < MAX_PLAYS:
+                # Play (again): the first time, and after each run has ended.
+                plays += 1
+                out.chart_to = 0
+                out.run_started = time.monotonic()
+                if out.played_at is None:
+                    out.played_at = out.run_started
+                await ws.send(rerun_message(query, page, out.page_hash, trigger=out.play_id))
+        for task in out.timers.values():
+            task.cancel()
+        out.ended_at = time.monotonic()
+
+
+async def _classroom(
+    base: str, path: str, sessions: int, seconds: float, *, stop_after_updates: int | None = None
+) -> list[Learner]:
+    learners = [Learner(i, stop_after_updates=stop_after_updates) for i in range(sessions)]
+    deadline = time.monotonic() + seconds
+
+    async def run(learner: Learner) -> None:
+        try:
+            await _learner(learner.index, base, path, deadline, learner)
+        except Exception as error:  # one learner's failure is reported, not fatal
+            learner.error = f"{type(error).__name__}: {error}"
+            learner.ended_at = learner.ended_at or time.monotonic()
+
+    await asyncio.wait_for(
+        asyncio.gather(*(run(learner) for learner in learners)),
+        timeout=seconds + CONNECT_SECONDS + 30,
+    )
+    return learners
+
+
+# ---- the server ------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_healthy(base: str, proc: subprocess.Popen | None, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise LoadTestError(f"the app exited with status {proc.returncode} while starting")
+        try:
+            with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as response:
+                if response.read().decode().strip() == "ok":
+                    return
+        except OSError:
+            time.sleep(0.3)
+    raise LoadTestError(f"the app at {base} was not healthy after {timeout:.0f} s")
+
+
+@contextlib.contextmanager
+def started_app(entry: str = "serve.py", log: Path | None = None):
+    """``streamlit run <entry>`` on a free loopback port; yields (base URL, pid); stops it."""
+    port = _free_port()
+    out = open(log, "w") if log else subprocess.DEVNULL  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            entry,
+            "--server.port",
+            str(port),
+            "--server.address",
+            "127.0.0.1",
+            "--server.headless",
+            "true",
+            "--browser.gatherUsageStats",
+            "false",
+        ],
+        cwd=ROOT,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        env=dict(os.environ, PYTHONUNBUFFERED="1"),
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(base, proc, STARTUP_SECONDS)
+        yield base, proc.pid
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(15)
+        if log:
+            out.close()
+
+
+def rss_mb(pid: int) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class MemorySampler:
+    """Reads a process's RSS every ``SAMPLE_SECONDS`` in a background task; keeps the peak."""
+
+    def __init__(self, pid: int | None):
+        self.pid = pid
+        self.peak: float | None = None
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set() and self.pid is not None:
+            value = rss_mb(self.pid)
+            if value is not None:
+                self.peak = value if self.peak is None else max(self.peak, value)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), SAMPLE_SECONDS)
+
+
+def training_cpu_per_step(path: str, steps: int = 400) -> float:
+    """CPU seconds one step of the link's run costs here (the configuration's trainer alone)."""
+    import torch
+
+    from clipviz.app.lab import parse_query
+
+    query = urllib.parse.parse_qs(urllib.parse.urlsplit(path).query)
+    config = parse_query(query).config
+    torch.set_num_threads(1)
+    from clipviz.engine.trainer import Trainer
+
+    trainer = Trainer(config)
+    trainer.step(20)  # warm up
+    start = time.thread_time()
+    taken = trainer.step(steps)
+    return (time.thread_time() - start) / max(1, taken)
+
+
+# ---- the report ---------------------------------------------------------------------------
+
+
+def _percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    position = (len(ordered) - 1) * q
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def _spread(values: list[float]) -> dict:
+    return {"median": _percentile(values, 0.5), "p10": _percentile(values, 0.1)}
+
+
+def run_loadtest(
+    *,
+    sessions: int,
+    seconds: float,
+    url: str | None = None,
+    path: str = "/lab?preset=tutorial_clip_norm",
+    settle_seconds: float = 180.0,
+    log: Path | None = None,
+    progress=None,
+) -> dict:
+    """Run the load test; returns the report (the JSON document of ``--json``)."""
+    say = progress or (lambda text: None)
+    if url is not None:
+        host = urllib.parse.urlsplit(url).hostname or ""
+        if host not in ("127.0.0.1", "localhost", "::1"):
+            raise LoadTestError(f"--url must be on this machine (127.0.0.1), got {host!r}")
+        wait_healthy(url.rstrip("/"), None, 10)
+        context = contextlib.nullcontext((url.rstrip("/"), None))
+    else:
+        context = started_app(log=log)
+    per_step = training_cpu_per_step(path)
+    with context as (base, pid):
+        say(f"warming up {base}{path}")
+        # Imports, data, the first page and the first ticks: not counted.
+        warm = asyncio.run(_classroom(base, path, 1, WARMUP_SECONDS, stop_after_updates=5))
+        if warm[0].error or not warm[0].updates:
+            raise LoadTestError(f"the warm-up learner saw no chart update ({warm[0].error})")
+        time.sleep(2.0)
+        rss_start, cpu_start = (rss_mb(pid), cpu_seconds(pid)) if pid else (None, None)
+        say(f"{sessions} learners for {seconds:g} s")
+
+        async def measured() -> tuple[list[Learner], MemorySampler]:
+            sampler, stop = MemorySampler(pid), asyncio.Event()
+            sampling = asyncio.create_task(sampler.run(stop))
+            try:
+                learners = await _classroom(base, path, sessions, seconds)
+            finally:
+                stop.set()
+                await sampling
+            return learners, sampler
+
+        learners, sampler = asyncio.run(measured())
+        cpu_end = cpu_seconds(pid) if pid else None
+        rss_after = idle_percent = None
+        if pid and settle_seconds > 0:
+            say(f"every learner gone: waiting {settle_seconds:g} s")
+            quiet = min(10.0, settle_seconds)
+            time.sleep(max(0.0, settle_seconds - quiet))
+            cpu_before_quiet = cpu_seconds(pid)
+            time.sleep(quiet)
+            rss_after = rss_mb(pid)
+            if cpu_before_quiet is not None:
+                idle_percent = 100 * (cpu_seconds(pid) - cpu_before_quiet) / quiet
+    return report(
+        learners,
+        sessions=sessions,
+        seconds=seconds,
+        per_step=per_step,
+        cpu=None if cpu_start is None or cpu_end is None else cpu_end - cpu_start,
+        rss={"start": rss_start, "peak": sampler.peak, "after_disconnect": rss_after},
+        idle_percent=idle_percent,
+    )
+
+
+def report(
+    learners: list[Learner],
+    *,
+    sessions: int,
+    seconds: float,
+    per_step: float,
+    cpu: float | None,
+    rss: dict,
+    idle_percent: float | None,
+) -> dict:
+    playing = [learner for learner in learners if learner.played_at is not None]
+    updates = [learner.updates / learner.playing_seconds for learner in playing]
+    steps = [learner.steps / learner.playing_seconds for learner in playing]
+    total_updates = sum(learner.updates for learner in learners)
+    total_steps = sum(learner.steps for learner in learners)
+    total_bytes = sum(learner.bytes for learner in learners)
+    first_runs = [x.first_run_seconds for x in learners if x.first_run_seconds is not None]
+    cpu_per_update = cpu_per_update_total = None
+    if cpu is not None and total_updates:
+        cpu_per_update_total = 1000 * cpu / total_updates
+        cpu_per_update = 1000 * max(0.0, cpu - total_steps * per_step) / total_updates
+    start, peak = rss.get("start"), rss.get("peak")
+    return {
+        "sessions": sessions,
+        "seconds": seconds,
+        "updates_per_second": _spread(updates),
+        "steps_per_second": _spread(steps),
+        "first_run_seconds": {
+            "median": _percentile(first_runs, 0.5),
+            "p90": _percentile(first_runs, 0.9),
+            "max": max(first_runs) if first_runs else None,
+            "finished": len(first_runs),
+        },
+        "server_cpu_ms_per_update": cpu_per_update,
+        "server_cpu_ms_per_update_with_training": cpu_per_update_total,
+        "training_ms_per_step": 1000 * per_step,
+        "bytes_per_update": total_bytes / total_updates if total_updates else None,
+        "rss_mb": {
+            "start": start,
+            "peak": peak,
+            "per_session": (peak - start) / sessions if start and peak else None,
+            "after_disconnect": rss.get("after_disconnect"),
+        },
+        "cpu_percent_after_disconnect": idle_percent,
+        "updates": total_updates,
+        "steps": total_steps,
+        "errors": sorted({x.error for x in learners if x.error}),
+    }
+
+
+def format_report(result: dict) -> str:
+    """The report as a readable table."""
+
+    def f(value, digits=1):
+        return "-" if value is None else f"{value:.{digits}f}"
+
+    ups, sps, rss, first = (
+        result["updates_per_second"],
+        result["steps_per_second"],
+        result["rss_mb"],
+        result["first_run_seconds"],
+    )
+    rows = [
+        ("learners", str(result["sessions"]), f"{result['seconds']:g} s each"),
+        ("chart updates / s", f(ups["median"]), f"p10 {f(ups['p10'])}"),
+        ("steps / s", f(sps["median"], 0), f"p10 {f(sps['p10'], 0)}"),
+        (
+            "first run, Play to end",
+            f"{f(first['median'])} s",
+            f"max {f(first['max'])} s, {first['finished']} finished",
+        ),
+        (
+            "server CPU / update",
+            f"{f(result['server_cpu_ms_per_update'], 2)} ms",
+            f"with training {f(result['server_cpu_ms_per_update_with_training'], 2)} ms",
+        ),
+        ("bytes / update", f(result["bytes_per_update"], 0), f"{result['updates']} updates"),
+        ("server RSS", f"{f(rss['start'], 0)} MB", f"peak {f(rss['peak'], 0)} MB"),
+        ("RSS per learner", f"{f(rss['per_session'])} MB", ""),
+        (
+            "after disconnect",
+            f"{f(rss['after_disconnect'], 0)} MB",
+            f"CPU {f(result['cpu_percent_after_disconnect'])} %",
+        ),
+    ]
+    width = max(len(r[0]) for r in rows)
+    lines = [f"{name.ljust(width)}  {value:>10}  {extra}" for name, value, extra in rows]
+    if result["errors"]:
+        lines.append("errors: " + "; ".join(result["errors"]))
+    return "\n".join(lines)

@@ -1,0 +1,233 @@
+// The Training Lab's live chart (clipviz): the browser keeps the figure and plays it.
+//
+// The server streams the chart (clipviz/app/stream.py): a "full" payload with the
+// whole figure when a run starts, then "delta" payloads with the points to append
+// to each trace and the layout entries that changed. This module keeps the figure
+// between payloads and animates what has arrived: up to `fps` chart updates a
+// second, each showing `speed` more optimizer steps (the page's speed control).
+// When the server delivers slower than that (a busy server, a slow network), the
+// steps that have arrived are spread evenly until the next delivery, so the chart
+// still moves smoothly; when the chart falls behind by more than two ticks, it
+// catches up. Paused, stepped or finished: everything that arrived is shown at once.
+//
+// Generic on purpose: any trace the figure builder adds is streamed and animated
+// the same way (points revealed in the order of their x, the optimizer step).
+// Redrawing is one Plotly.react per chart update on arrays grown in place (a
+// `datarevision` bump tells plotly.js they changed); `uirevision` keeps the zoom.
+
+const STORE = (window.clipvizLiveCharts = window.clipvizLiveCharts || {});
+const RESYNC_PAUSE_MS = 1000;
+
+// ---- payloads -----------------------------------------------------------------
+
+function decodeArray(value) {
+  if (value === null || typeof value !== "object" || Array.isArray(value)) return value;
+  if ("range" in value) {
+    const [first, step, count] = value.range;
+    return Array.from({ length: count }, (_, i) => first + step * i);
+  }
+  if ("f32" in value) {
+    const binary = atob(value.f32);
+    const bytes = new Uint8Array(binary.length);
+    for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
+    const flat = Array.from(new Float32Array(bytes.buffer));
+    if (value.shape.length !== 2) return flat;
+    const [rows, columns] = value.shape;
+    return Array.from({ length: rows }, (_, r) => flat.slice(r * columns, (r + 1) * columns));
+  }
+  return value;
+}
+
+function decodeTrace(trace) {
+  const out = {};
+  for (const [key, value] of Object.entries(trace)) out[key] = decodeArray(value);
+  return out;
+}
+
+function parse(data) {
+  const text = typeof data === "string" ? data : new TextDecoder().decode(data);
+  return JSON.parse(text);
+}
+
+// ---- the chart's state ----------------------------------------------------------
+
+function reset(chart, payload) {
+  chart.revision = payload.revision;
+  chart.meta = payload.meta || {};
+  chart.data = payload.data.map(decodeTrace);
+  chart.layout = { ...payload.layout, datarevision: 0 };
+  chart.have = payload.to; // steps received
+  chart.shown = payload.to; // steps drawn
+  chart.pending = new Map(); // trace index -> {key: points not drawn yet}
+  chart.layouts = []; // [{at: step, layout}] layout changes not applied yet
+  chart.arrivals = { last: performance.now(), gap: null };
+}
+
+function append(chart, payload) {
+  for (const [index, points] of Object.entries(payload.traces || {})) {
+    const queued = chart.pending.get(index) || {};
+    for (const [key, value] of Object.entries(points)) {
+      const decoded = decodeArray(value);
+      if (!(key in queued)) queued[key] = Array.isArray(decoded[0]) ? decoded.map(() => []) : [];
+      if (Array.isArray(decoded[0])) decoded.forEach((row, r) => moveAll(row, queued[key][r]));
+      else moveAll(decoded, queued[key]);
+    }
+    chart.pending.set(index, queued);
+  }
+  if (payload.layout) chart.layouts.push({ at: payload.to, layout: payload.layout });
+  if (payload.to > chart.have) {
+    const now = performance.now();
+    const gap = now - chart.arrivals.last;
+    chart.arrivals.gap = chart.arrivals.gap === null ? gap : 0.7 * chart.arrivals.gap + 0.3 * gap;
+    chart.arrivals.last = now;
+  }
+  chart.have = payload.to;
+}
+
+function moveAll(from, to) {
+  for (let i = 0; i < from.length; i++) to.push(from[i]);
+}
+
+// Move the queued points with x <= step into the figure; apply layouts due by then.
+function reveal(chart, step) {
+  for (const [index, queued] of chart.pending) {
+    const xs = queued.x || [];
+    let count = 0;
+    while (count < xs.length && xs[count] <= step) count++;
+    if (!count) continue;
+    const trace = chart.data[Number(index)];
+    for (const [key, values] of Object.entries(queued)) {
+      if (Array.isArray(values[0])) {
+        if (!Array.isArray(trace[key])) trace[key] = values.map(() => []);
+        values.forEach((row, r) => moveAll(row.splice(0, count), trace[key][r]));
+      } else {
+        if (!Array.isArray(trace[key])) trace[key] = [];
+        moveAll(values.splice(0, count), trace[key]);
+      }
+    }
+    if (!(queued.x || []).length) chart.pending.delete(index);
+  }
+  while (chart.layouts.length && chart.layouts[0].at <= step) {
+    for (const [key, value] of Object.entries(chart.layouts.shift().layout)) {
+      if (value === null) delete chart.layout[key];
+      else chart.layout[key] = value;
+    }
+  }
+  chart.shown = step;
+}
+
+// Steps to show in the next chart update.
+function stepsForNextUpdate(chart, now) {
+  const waiting = chart.have - chart.shown;
+  if (!chart.playing) return waiting;
+  const fps = chart.fps;
+  const framesPerTick = Math.max(1, fps * chart.tick);
+  if (waiting > 2 * chart.speed * framesPerTick) return Math.ceil(waiting / framesPerTick);
+  const gap = chart.arrivals.gap === null ? chart.tick * 1000 : chart.arrivals.gap;
+  const framesLeft = Math.max(1, Math.round(((chart.arrivals.last + gap - now) / 1000) * fps));
+  return Math.max(1, Math.min(chart.speed, Math.ceil(waiting / framesLeft)));
+}
+
+// ---- drawing ----------------------------------------------------------------------
+
+function draw(chart) {
+  chart.layout.datarevision += 1;
+  window.Plotly.react(chart.element, chart.data, chart.layout, chart.meta.config || {});
+}
+
+function schedule(chart) {
+  if (!chart.frame) chart.frame = requestAnimationFrame((now) => animate(chart, now));
+}
+
+function animate(chart, now) {
+  chart.frame = 0;
+  if (chart.shown >= chart.have || !chart.element.isConnected) return;
+  if (now - chart.lastDraw < 1000 / chart.fps - 4) {
+    schedule(chart); // not yet: at most `fps` chart updates a second
+    return;
+  }
+  chart.lastDraw = now;
+  reveal(chart, Math.min(chart.have, chart.shown + stepsForNextUpdate(chart, now)));
+  draw(chart);
+  schedule(chart);
+}
+
+function drawKey(container, key) {
+  container.replaceChildren();
+  container.style.display = key && key.length ? "block" : "none";
+  (key || []).forEach(([colour, label, opacity], i) => {
+    if (i) container.append(" \u00a0·\u00a0 ");
+    const swatch = document.createElement("span");
+    swatch.textContent = "\u25a0";
+    swatch.style.color = colour;
+    swatch.style.opacity = String(opacity);
+    container.append(swatch, ` ${label}`);
+  });
+}
+
+function plotlyReady(url) {
+  if (window.Plotly) return Promise.resolve();
+  if (!window.clipvizPlotly) {
+    window.clipvizPlotly = new Promise((resolve, reject) => {
+      if (!url) {
+        // No static copy served: the page's loader component brings plotly.js.
+        const waiting = (window.clipvizWaiting = window.clipvizWaiting || []);
+        waiting.push(resolve);
+        return;
+      }
+      const script = document.createElement("script");
+      script.src = url; // a versioned URL, cached by the browser for a year
+      script.onload = () => resolve();
+      script.onerror = () => reject(new Error(`plotly.js did not load from ${url}`));
+      document.head.appendChild(script);
+    });
+  }
+  return window.clipvizPlotly;
+}
+
+// ---- the component ----------------------------------------------------------------
+
+export default function ({ data, parentElement, setTriggerValue, key }) {
+  const payload = parse(data);
+  const chart = (STORE[key] = STORE[key] || { seq: 0, revision: null, frame: 0, lastDraw: 0 });
+  const element = parentElement.querySelector(".clipviz-live-chart");
+  const moved = chart.element !== element; // first payload, or Streamlit mounted us anew
+  chart.element = element;
+  chart.playing = Boolean(payload.playing);
+  chart.speed = Math.max(1, payload.speed || 1);
+  chart.fps = payload.fps || 25;
+  chart.tick = payload.tick || 0.2;
+
+  const repeated = payload.seq === chart.seq && payload.revision === chart.revision;
+  if (!repeated) {
+    chart.seq = payload.seq;
+    if (payload.kind === "full") {
+      reset(chart, payload);
+    } else if (payload.revision !== chart.revision || payload.from !== chart.have) {
+      // A payload went missing (or this chart is new to the run): ask for all of it.
+      const now = performance.now();
+      if (!(chart.resyncAt > now - RESYNC_PAUSE_MS)) {
+        chart.resyncAt = now;
+        setTriggerValue("resync", { revision: payload.revision, have: chart.have });
+      }
+      return;
+    } else {
+      append(chart, payload);
+    }
+  }
+  if (!chart.data) return;
+  if (!chart.playing) reveal(chart, chart.have); // paused or stepped: show it all now
+
+  plotlyReady(chart.meta.plotly).then(() => {
+    element.style.height = `${chart.layout.height}px`;
+    drawKey(parentElement.querySelector(".clipviz-live-key"), chart.meta.key);
+    // While playing, the animation draws; a payload draws at once only when it
+    // replaced the figure, moved the chart, or arrived paused (shown whole).
+    if (moved || (!repeated && (payload.kind === "full" || !chart.playing))) draw(chart);
+    if (!element.clipvizResize) {
+      element.clipvizResize = new ResizeObserver(() => window.Plotly.Plots.resize(element));
+      element.clipvizResize.observe(element);
+    }
+    schedule(chart);
+  });
+}
