@@ -27,9 +27,10 @@ waiting to be sent (``ahead``), so training never runs far ahead of the chart.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Protocol
 
 # The speed control: optimizer steps shown per chart update.
@@ -38,6 +39,29 @@ DEFAULT_SPEED = 20
 UPDATES_PER_SECOND = 25  # chart updates the browser draws per second while it has steps
 INTERVAL = 0.2  # seconds between server ticks while playing
 TIME_BUDGET = 0.05  # CPU seconds of training per tick: a session's share is 1/4 of a core
+
+
+@dataclass
+class Usage:
+    """What every tick in this process has done so far (read by ``serve.py``'s usage route)."""
+
+    ticks: int = 0
+    steps: int = 0
+    training_cpu_seconds: float = 0.0
+
+    def add(self, tick: Tick) -> None:
+        with _USAGE_LOCK:
+            self.ticks += 1
+            self.steps += tick.steps
+            self.training_cpu_seconds += tick.seconds
+
+    def snapshot(self) -> dict:
+        with _USAGE_LOCK:
+            return asdict(self)
+
+
+_USAGE_LOCK = threading.Lock()
+USAGE = Usage()
 
 
 class Steppable(Protocol):
@@ -152,7 +176,9 @@ class Player:
         finished = run.done
         if finished:
             self.pause()
-        return Tick(taken, clock() - start, finished)
+        tick = Tick(taken, clock() - start, finished)
+        USAGE.add(tick)
+        return tick
 
     def _measure(self, seconds_per_step: float) -> None:
         if self.seconds_per_step is None:

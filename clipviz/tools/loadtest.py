@@ -22,8 +22,10 @@ port, stopped by its pid at the end) unless ``--url`` points at one; with its
 own server it also reads the server's CPU time and resident memory from
 ``/proc`` (before the learners, at the peak, and ``--settle-seconds`` after
 every learner has disconnected). Server CPU per chart update is reported with
-and without training: the training's share is the steps trained times one
-step's CPU cost, measured in this process on the same configuration.
+and without training: the training's share is what the server counted itself
+(``serve.py``'s ``/clipviz-usage``: the CPU time of its ticks' training), or,
+against a server without that route, the steps shown times one step's CPU
+cost measured in this process on the same configuration.
 
 Every loop is bounded in count and time. Loopback only: ``--url`` must name
 127.0.0.1 or localhost.
@@ -373,6 +375,16 @@ class MemorySampler:
                 await asyncio.wait_for(stop.wait(), SAMPLE_SECONDS)
 
 
+def server_usage(base: str) -> dict | None:
+    """The server's tick totals (``serve.py``'s ``/clipviz-usage``); None without that route."""
+    try:
+        with urllib.request.urlopen(f"{base}/clipviz-usage", timeout=5) as response:
+            usage = json.loads(response.read())
+    except (OSError, ValueError):
+        return None
+    return usage if isinstance(usage, dict) and "training_cpu_seconds" in usage else None
+
+
 def training_cpu_per_step(path: str, steps: int = 400) -> float:
     """CPU seconds one step of the link's run costs here (the configuration's trainer alone)."""
     import torch
@@ -437,6 +449,7 @@ def run_loadtest(
             raise LoadTestError(f"the warm-up learner saw no chart update ({warm[0].error})")
         time.sleep(2.0)
         rss_start, cpu_start = (rss_mb(pid), cpu_seconds(pid)) if pid else (None, None)
+        usage_start = server_usage(base)
         say(f"{sessions} learners for {seconds:g} s")
 
         async def measured() -> tuple[list[Learner], MemorySampler]:
@@ -451,6 +464,10 @@ def run_loadtest(
 
         learners, sampler = asyncio.run(measured())
         cpu_end = cpu_seconds(pid) if pid else None
+        usage_end = server_usage(base)
+        training = None
+        if usage_start is not None and usage_end is not None:
+            training = usage_end["training_cpu_seconds"] - usage_start["training_cpu_seconds"]
         rss_after = idle_percent = None
         if pid and settle_seconds > 0:
             say(f"every learner gone: waiting {settle_seconds:g} s")
@@ -469,6 +486,7 @@ def run_loadtest(
         cpu=None if cpu_start is None or cpu_end is None else cpu_end - cpu_start,
         rss={"start": rss_start, "peak": sampler.peak, "after_disconnect": rss_after},
         idle_percent=idle_percent,
+        training_cpu=training,
     )
 
 
@@ -481,7 +499,10 @@ def report(
     cpu: float | None,
     rss: dict,
     idle_percent: float | None,
+    training_cpu: float | None = None,
 ) -> dict:
+    """The report's numbers. ``training_cpu``: the server's own count of its training
+    CPU seconds; without it, the steps shown times ``per_step`` (measured here)."""
     playing = [learner for learner in learners if learner.played_at is not None]
     updates = [learner.updates / learner.playing_seconds for learner in playing]
     steps = [learner.steps / learner.playing_seconds for learner in playing]
@@ -490,9 +511,11 @@ def report(
     total_bytes = sum(learner.bytes for learner in learners)
     first_runs = [x.first_run_seconds for x in learners if x.first_run_seconds is not None]
     cpu_per_update = cpu_per_update_total = None
+    if training_cpu is None:
+        training_cpu = total_steps * per_step
     if cpu is not None and total_updates:
         cpu_per_update_total = 1000 * cpu / total_updates
-        cpu_per_update = 1000 * max(0.0, cpu - total_steps * per_step) / total_updates
+        cpu_per_update = 1000 * max(0.0, cpu - training_cpu) / total_updates
     start, peak = rss.get("start"), rss.get("peak")
     return {
         "sessions": sessions,
@@ -507,7 +530,7 @@ def report(
         },
         "server_cpu_ms_per_update": cpu_per_update,
         "server_cpu_ms_per_update_with_training": cpu_per_update_total,
-        "training_ms_per_step": 1000 * per_step,
+        "training_ms_per_step": 1000 * training_cpu / total_steps if total_steps else None,
         "bytes_per_update": total_bytes / total_updates if total_updates else None,
         "rss_mb": {
             "start": start,
