@@ -4,6 +4,8 @@ Each page is one file in ``pages/``; this file only declares them, in the
 order of the sidebar, and sets what every page shares.
 """
 
+import os
+
 import streamlit as st
 
 import app_boot  # noqa: F401  (its first import sets the server's memory policy)
@@ -37,5 +39,8 @@ PAGES = [
         url_path="stability_map",
     ),
 ]
+
+if os.environ.get("CLIPVIZ_REPLICA"):  # set by deploy/serve-local: which process serves this tab
+    st.sidebar.caption(f"Server process {os.environ['CLIPVIZ_REPLICA']}")
 
 st.navigation(PAGES, position="sidebar").run()

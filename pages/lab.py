@@ -3,11 +3,11 @@
 Widgets and layout only. The run is a ``clipviz.app.lab.LabRun`` kept in session
 state, driven by a ``clipviz.app.player.Player``. The four charts are one
 figure (``lab_figure_spec``) drawn by plotly.js in a small component.
-The live area is a fragment that reruns every ``player.interval`` seconds
-while playing: it trains the next steps within a CPU budget and streams
-only them to the chart, which the browser keeps and animates (pacing:
-``clipviz.app.player``; the stream: ``clipviz.app.stream``; the browser's
-side: ``pages/components/live_chart/``).
+The live area is a fragment; while playing, the chart asks for its next
+steps when it runs low, which reruns the fragment alone: it trains them
+within a CPU budget and streams only them to the chart, which the browser
+keeps and animates (pacing: ``clipviz.app.player``; the stream:
+``clipviz.app.stream``; the browser's side: ``pages/components/live_chart/``).
 Every setting is a widget keyed by its ``TrainConfig`` field and bound to the
 URL (CONTRACT.md); the URL is validated once when the page opens, and each
 problem is shown before it falls back to the default.
@@ -418,11 +418,23 @@ plotly_loader = (
 )
 
 
-def resend_chart() -> None:
-    """The browser missed an update (or lost its chart): send it everything next."""
+def more_requested() -> None:
+    """The browser asks for the next steps, saying which it holds: go on from there.
+
+    It holds what it says even when an update got lost on the way (Streamlit
+    may skip drawing a message when two arrive at once): then the steps go
+    again from there, with every layout entry, or the whole figure when it
+    holds nothing of this run.
+    """
     cursor = state.get(CHART)
-    if cursor is not None:
-        state[CHART] = dataclasses.replace(cursor, revision="")
+    asked = (state.get("lab_charts") or {}).get("more") or {}
+    have = asked.get("have")
+    if cursor is None or have == cursor.steps:
+        return
+    if asked.get("revision") == cursor.revision and isinstance(have, int) and have < cursor.steps:
+        state[CHART] = dataclasses.replace(cursor, steps=have, layout={})
+    else:
+        state[CHART] = dataclasses.replace(cursor, revision="")  # the whole figure next
 
 
 def chart_payload(run: lab.LabRun, player: Player) -> bytes:
@@ -496,11 +508,13 @@ def live_area() -> None:
         data=chart_payload(run, player),
         key="lab_charts",
         height=CHART_HEIGHT + (28 if run.twin is not None else 0),
-        on_resync_change=resend_chart,
+        on_more_change=more_requested,
     )
 
 
-st.fragment(live_area, run_every=player.run_every)()
+# No timer: while playing, the chart asks for its next steps when it runs low
+# (pages/components/live_chart/live_chart.js), which reruns this fragment alone.
+st.fragment(live_area)()
 
 with st.expander("How to read the charts"):
     st.markdown(

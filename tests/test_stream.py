@@ -10,7 +10,6 @@ one go; and no payload after the first may exceed the size limit.
 from __future__ import annotations
 
 import base64
-import dataclasses
 import json
 
 import numpy as np
@@ -19,7 +18,13 @@ import pytest
 from clipviz.app import stream
 from clipviz.app.lab import LabRun, twin_config
 from clipviz.engine.config import PRESETS
-from clipviz.figures.training import RunTrace, lab_figure_spec, stream_stride
+from clipviz.figures.training import (
+    MAX_MARKERS,
+    RunTrace,
+    lab_figure_spec,
+    stream_stride,
+    streamed_slice,
+)
 
 REFERENCE = PRESETS["tutorial_clip_norm"].config
 
@@ -139,6 +144,8 @@ def test_a_played_run_adds_up_to_the_figure_of_its_whole_records():
     assert kinds[0] == "full" and set(kinds[1:]) == {"delta"}
     loss = next(t for t in browser.data if t.get("name") == "batch loss")
     assert len(loss["x"]) == 1600  # the browser keeps every step of the reference run
+    markers = next(t for t in browser.data if t.get("name") == "clipped steps")
+    assert 0 < len(markers["x"]) <= MAX_MARKERS  # one per block, not one per clipped step
 
 
 def test_every_payload_after_the_first_is_small_whatever_the_run_length():
@@ -287,8 +294,7 @@ def synthetic_trace(steps: int, stride: int, seed: int = 0) -> RunTrace:
 
 
 def cut(trace: RunTrace, start: int) -> RunTrace:
-    keep = trace.records["step"] > start
-    return dataclasses.replace(trace, records={k: v[keep] for k, v in trace.records.items()})
+    return streamed_slice(trace, start) if start else trace
 
 
 @pytest.mark.parametrize("stride", [1, 3, 7])

@@ -1,28 +1,30 @@
 """Play, pause, step and reset a live training run: a small state machine.
 
 After the ``Player`` of TensorFlow Playground (``playground.ts``): the page
-owns one ``Player``; a timer calls ``tick`` while it is playing, and the
-buttons call ``play``, ``pause``, ``step`` and ``reset``. Pure Python and no
-Streamlit, so it is tested on its own (``tests/test_player.py``); the Training
-Lab runs ``tick`` inside a fragment that reruns every ``interval`` seconds.
+owns one ``Player``; ``tick`` trains while it is playing, and the buttons
+call ``play``, ``pause``, ``step`` and ``reset``. Pure Python and no
+Streamlit, so it is tested on its own (``tests/test_player.py``).
 
-How playback is paced (the Lab's live chart, ``clipviz.app.stream``): the
-browser draws the chart, up to ``UPDATES_PER_SECOND`` times a second, each
-time showing ``speed`` more optimizer steps of what it has received. The
-server does not draw: every ``interval`` seconds it trains the steps the
-browser will show until the next tick (``steps_per_tick``, a few chart
-updates' worth) and sends them. So the chart moves smoothly at a rate the
-server does not pay for, and the server's work per learner is the training
-plus one small message per tick.
+How the Training Lab paces playback (its live chart: ``clipviz.app.stream``
+and ``pages/components/live_chart/``): the browser draws the chart, up to
+``UPDATES_PER_SECOND`` times a second, each time showing ``speed`` more
+optimizer steps of what it has received. When fewer than about a tick's
+steps are left to show, it asks for more (saying which steps it holds); the
+server answers with one tick: it trains the steps of ``interval`` seconds of
+chart (``steps_per_tick``) and sends them. So the chart moves smoothly at a
+rate the server does not pay for, the server's work per learner is the
+training plus one small message per tick, and a browser that cannot keep up
+(or a hidden tab, which draws nothing) asks for nothing.
 
 A tick trains at most ``time_budget`` seconds of this thread's CPU time
-(``time.thread_time``: time spent waiting for other sessions does not
-count), so one session holds at most ``time_budget / interval`` of a core
-however slow its network: an LSTM over long sequences trains fewer steps
-per tick and its chart moves slower, and the other learners keep theirs.
-Every tick takes at least one step, so a run always makes progress. A tick
-trains nothing while the browser still has more than a tick's steps
-waiting to be sent (``ahead``), so training never runs far ahead of the chart.
+(``time.thread_time``: waiting for other sessions does not count), and the
+budget refills with wall time at ``time_budget`` per ``interval``: however
+fast a browser asks, one session holds at most ``time_budget / interval`` of
+a core (a quarter), whatever its network. An LSTM over long sequences trains
+fewer steps per tick and its chart moves slower; the other learners keep
+theirs. Every tick takes at least one step, so a run always makes progress.
+A tick trains only what tops up the steps the browser has not received yet
+(``ahead``) to a tick's worth, so training never runs far ahead of the chart.
 """
 
 from __future__ import annotations
@@ -37,8 +39,8 @@ from typing import Protocol
 SPEEDS = (1, 2, 5, 10, 20, 50, 100, 200, 500)
 DEFAULT_SPEED = 20
 UPDATES_PER_SECOND = 25  # chart updates the browser draws per second while it has steps
-INTERVAL = 0.2  # seconds between server ticks while playing
-TIME_BUDGET = 0.05  # CPU seconds of training per tick: a session's share is 1/4 of a core
+INTERVAL = 0.2  # seconds of chart a tick trains (the browser asks about this often)
+TIME_BUDGET = 0.05  # CPU seconds of training per tick; refills per INTERVAL: 1/4 of a core
 
 
 @dataclass
@@ -97,15 +99,11 @@ class Player:
     interval: float = INTERVAL
     playing: bool = False
     seconds_per_step: float | None = None
+    last_tick: float | None = None  # wall time of the last tick that trained
 
     @property
     def state(self) -> str:
         return "playing" if self.playing else "paused"
-
-    @property
-    def run_every(self) -> float | None:
-        """The fragment's rerun interval: ``interval`` while playing, else None."""
-        return self.interval if self.playing else None
 
     @property
     def steps_per_tick(self) -> int:
@@ -139,6 +137,14 @@ class Player:
         """Pause and forget the speed estimate; the caller builds a fresh run from step 0."""
         self.pause()
         self.seconds_per_step = None
+        self.last_tick = None
+
+    def allowance(self, now: float) -> float:
+        """CPU seconds the next tick may train: the budget, refilled with wall time."""
+        if self.last_tick is None:
+            return self.time_budget
+        refilled = self.time_budget * (now - self.last_tick) / self.interval
+        return max(0.0, min(self.time_budget, refilled))
 
     def tick(
         self,
@@ -146,24 +152,28 @@ class Player:
         clock: Callable[[], float] = time.thread_time,
         *,
         ahead: int = 0,
+        now: float | None = None,
     ) -> Tick:
-        """One timer tick: train within the budget; stop playing when the run ends.
+        """One tick: train within the allowance; stop playing when the run ends.
 
-        ``ahead`` is how many trained steps are still waiting to be sent to
-        the browser; the tick trains only what tops them up to ``steps_per_tick``.
+        ``ahead`` is how many trained steps the browser has not received yet;
+        the tick trains only what tops them up to ``steps_per_tick``. ``now``
+        is the wall time (``time.monotonic`` by default) that refills the budget.
         """
         if not self.playing:
             return Tick(0, 0.0, run.done)
+        now = time.monotonic() if now is None else now
+        budget = self.allowance(now)
         start = clock()
         taken = 0
         target = self.steps_per_tick - max(0, ahead)
         while taken < target and not run.done:
             elapsed = clock() - start
-            if taken and elapsed >= self.time_budget:
+            if taken and elapsed >= budget:
                 break
             wanted = target - taken
             if self.seconds_per_step:
-                affordable = int((self.time_budget - elapsed) / self.seconds_per_step)
+                affordable = int((budget - elapsed) / self.seconds_per_step)
                 chunk = max(1, min(wanted, affordable))
             else:
                 chunk = 1  # first measure what one step costs
@@ -173,6 +183,8 @@ class Player:
                 break
             self._measure((clock() - chunk_start) / done_now)
             taken += done_now
+        if taken:
+            self.last_tick = now
         finished = run.done
         if finished:
             self.pause()

@@ -27,11 +27,15 @@ Runs up to ``STREAM_STEPS`` steps keep every point (stride 1); a longer run
 keeps the highest and lowest value of each block of ``stride`` steps, blocks
 counted from step 1, so a slice that starts on a block boundary thins the way
 the whole run would. Clipped-step markers keep the first clipped step of each
-block; the per-layer heatmap keeps each block's largest norm per layer.
+block of ``marker_block`` steps (about ``MAX_MARKERS`` a run); a slice carries
+the steps since its first marker block began as context (``drawn_from``), so
+it marks what the whole run would. The per-layer heatmap keeps each block's
+largest norm per layer.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 import warnings
@@ -67,6 +71,7 @@ class RunTrace:
     secondary: bool = False  # a comparison run: drawn fainter when colours coincide
     stride: int | None = None  # None: thinned to MAX_POINTS; an int: streamed (module docstring)
     planned_steps: int | None = None  # the run's length when it ends normally
+    drawn_from: int = 0  # a streamed slice: records up to this step are context, not drawn
 
     @classmethod
     def from_trainer(
@@ -81,18 +86,22 @@ class RunTrace:
     ) -> RunTrace:
         """The trainer's records from step ``start + 1`` on (all of them by default).
 
-        ``stride`` streams the trace (module docstring); with ``start`` > 0 only
-        the epochs that end after step ``start`` are kept, as the slice's own.
+        ``stride`` streams the trace (module docstring): a slice after
+        ``start`` also holds the steps since the start of its marker block, as
+        context (``drawn_from``), and only the epochs that end after ``start``.
         """
         cfg = trainer.config
         epochs = trainer.epoch_records(original_units=original_units)
         if start > 0:
             ended_after = epochs["epoch"] * trainer.batches_per_epoch > start
             epochs = {key: values[ended_after] for key, values in epochs.items()}
+        context = start
+        if stride is not None and start > 0:
+            context = start - start % marker_block(trainer.total_steps, stride)
         return cls(
             label=label or cfg.label(),
             clipped=cfg.clipped,
-            records=trainer.records(start=start),
+            records=trainer.records(start=context),
             epochs=epochs,
             layer_names=tuple(trainer.layout.layer_names),
             clip_norm=cfg.clip_norm if cfg.uses_clip_norm else None,
@@ -103,6 +112,7 @@ class RunTrace:
             secondary=secondary,
             stride=stride,
             planned_steps=trainer.total_steps,
+            drawn_from=start if stride is not None else 0,
         )
 
     @property
@@ -112,6 +122,29 @@ class RunTrace:
     @property
     def streamed(self) -> bool:
         return self.stride is not None
+
+
+def marker_block(planned_steps: int, stride: int) -> int:
+    """Steps per block of the clipped-step markers of a streamed run: about MAX_MARKERS a run."""
+    per = max(1, math.ceil(planned_steps / MAX_MARKERS))
+    return max(stride, math.ceil(per / stride) * stride)  # a whole number of point blocks
+
+
+def streamed_slice(trace: RunTrace, start: int) -> RunTrace:
+    """What ``RunTrace.from_trainer(..., start=start)`` gives, cut from a whole streamed trace."""
+    context = start - start % marker_block(trace.planned_steps or trace.steps, trace.stride or 1)
+    steps = trace.records["step"]
+    keep = steps > context
+    epochs = trace.epochs
+    if epochs and trace.batches_per_epoch:
+        ended_after = np.asarray(epochs["epoch"]) * trace.batches_per_epoch > start
+        epochs = {key: np.asarray(values)[ended_after] for key, values in epochs.items()}
+    return dataclasses.replace(
+        trace,
+        records={key: values[keep] for key, values in trace.records.items()},
+        epochs=epochs,
+        drawn_from=start,
+    )
 
 
 def stream_stride(total_steps: int, kept: int = STREAM_STEPS) -> int:
@@ -179,9 +212,16 @@ def block_extremes(steps: np.ndarray, values: np.ndarray, stride: int) -> np.nda
     return np.unique(keep[(keep >= 0) & (keep < n)])
 
 
+def _drawn(trace: RunTrace, idx: np.ndarray) -> np.ndarray:
+    """``idx`` without the points of a streamed slice's context (steps up to ``drawn_from``)."""
+    if not trace.drawn_from or not len(idx):
+        return idx
+    return idx[trace.records["step"][idx] > trace.drawn_from]
+
+
 def _point_indices(trace: RunTrace, y: np.ndarray) -> np.ndarray:
     if trace.streamed:
-        return block_extremes(trace.records["step"], y, trace.stride)
+        return _drawn(trace, block_extremes(trace.records["step"], y, trace.stride))
     return thin(len(y), y)
 
 
@@ -189,10 +229,11 @@ def _marker_indices(trace: RunTrace, where: np.ndarray) -> np.ndarray:
     """Which clipped steps get a marker: at most about ``MAX_MARKERS`` per run."""
     if not trace.streamed:
         return where[thin(len(where), max_points=MAX_MARKERS)]
-    # Streamed: the first clipped step of each block of ``stride`` steps (every
-    # clipped step up to STREAM_STEPS), so that slices mark what the whole run would.
-    blocks = (trace.records["step"][where] - 1) // trace.stride
-    return where[np.unique(blocks, return_index=True)[1]]
+    # Streamed: the first clipped step of each marker block; a slice holds its
+    # first block from the block's start (context), so it marks what the whole run would.
+    block = marker_block(trace.planned_steps or trace.steps, trace.stride)
+    blocks = (trace.records["step"][where] - 1) // block
+    return _drawn(trace, where[np.unique(blocks, return_index=True)[1]])
 
 
 def _heatmap_columns(trace: RunTrace, norms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -203,6 +244,9 @@ def _heatmap_columns(trace: RunTrace, norms: np.ndarray) -> tuple[np.ndarray, np
         idx = np.unique(np.linspace(0, n - 1, min(n, HEATMAP_COLUMNS)).astype(int))
         return steps[idx], finite_or_nan(norms[idx])
     stride = trace.stride
+    if trace.drawn_from:
+        new = steps > trace.drawn_from  # the context's blocks were sent already
+        steps, norms = steps[new], norms[new]
     if stride <= 1 or not len(steps):
         return steps, finite_or_nan(norms)
     blocks = (steps - 1) // stride

@@ -5,10 +5,18 @@
 // to each trace and the layout entries that changed. This module keeps the figure
 // between payloads and animates what has arrived: up to `fps` chart updates a
 // second, each showing `speed` more optimizer steps (the page's speed control).
-// When the server delivers slower than that (a busy server, a slow network), the
-// steps that have arrived are spread evenly until the next delivery, so the chart
-// still moves smoothly; when the chart falls behind by more than two ticks, it
-// catches up. Paused, stepped or finished: everything that arrived is shown at once.
+//
+// Pacing (clipviz/app/player.py): while playing, when fewer than about a tick's
+// steps are left to show, the chart asks the server for more, saying which steps
+// it holds (the "more" trigger, which reruns the page's live fragment alone); the
+// server trains the next tick and sends it from there. One request at a time; a
+// request unanswered for a few seconds is sent again. Since the server always
+// goes on from what the chart says it holds, an update Streamlit skipped (it may
+// draw only the last of two messages that arrive together) is simply sent again.
+// When the server delivers slower than the chosen speed, the steps that have
+// arrived are spread evenly until the next delivery, so the chart still moves
+// smoothly; when it falls behind by more than two ticks, it catches up. Paused,
+// stepped or finished: everything that arrived is shown at once.
 //
 // Generic on purpose: any trace the figure builder adds is streamed and animated
 // the same way (points revealed in the order of their x, the optimizer step).
@@ -16,7 +24,8 @@
 // `datarevision` bump tells plotly.js they changed); `uirevision` keeps the zoom.
 
 const STORE = (window.clipvizLiveCharts = window.clipvizLiveCharts || {});
-const RESYNC_PAUSE_MS = 1000;
+const REQUEST_AGAIN_MS = 8000; // an unanswered request for more steps is repeated
+const LOW_TICKS = 1.5; // ask for more when fewer than this many ticks' steps are left
 
 // ---- payloads -----------------------------------------------------------------
 
@@ -141,7 +150,12 @@ function schedule(chart) {
 
 function animate(chart, now) {
   chart.frame = 0;
-  if (chart.shown >= chart.have || !chart.element.isConnected) return;
+  if (!chart.element.isConnected) return;
+  askForMore(chart, now);
+  if (chart.shown >= chart.have) {
+    if (chart.playing) schedule(chart); // keep watching: the next steps are on their way
+    return;
+  }
   if (now - chart.lastDraw < 1000 / chart.fps - 4) {
     schedule(chart); // not yet: at most `fps` chart updates a second
     return;
@@ -150,6 +164,23 @@ function animate(chart, now) {
   reveal(chart, Math.min(chart.have, chart.shown + stepsForNextUpdate(chart, now)));
   draw(chart);
   schedule(chart);
+}
+
+// While playing, ask for the next tick when what is left to show runs low.
+function askForMore(chart, now) {
+  if (!chart.playing || !chart.ask) return;
+  const waiting = chart.have - chart.shown;
+  const tickSteps = chart.speed * chart.fps * chart.tick;
+  if (waiting >= LOW_TICKS * tickSteps) return;
+  if (chart.asked && now - chart.asked.at < REQUEST_AGAIN_MS && chart.asked.seq === chart.seq) return;
+  chart.asked = { at: now, seq: chart.seq };
+  chart.ask("more", { revision: chart.revision, have: chart.have });
+  debug("ask", chart.have, chart.shown);
+}
+
+// `window.clipvizDebug = true` in the browser's console logs the stream's events.
+function debug(...args) {
+  if (window.clipvizDebug) console.log("clipviz live chart:", ...args);
 }
 
 function drawKey(container, key) {
@@ -197,22 +228,30 @@ export default function ({ data, parentElement, setTriggerValue, key }) {
   chart.speed = Math.max(1, payload.speed || 1);
   chart.fps = payload.fps || 25;
   chart.tick = payload.tick || 0.2;
+  chart.ask = setTriggerValue;
 
-  const repeated = payload.seq === chart.seq && payload.revision === chart.revision;
+  // Streamlit may hand us a payload again (a redraw of the page): seen ones are
+  // skipped. A new run's figure is always taken (a new session counts afresh).
+  const repeated = payload.seq <= chart.seq && payload.revision === chart.revision;
+  debug("payload", payload.kind, payload.seq, payload.from, payload.to, "have", chart.have, repeated);
   if (!repeated) {
     chart.seq = payload.seq;
     if (payload.kind === "full") {
       reset(chart, payload);
-    } else if (payload.revision !== chart.revision || payload.from !== chart.have) {
-      // A payload went missing (or this chart is new to the run): ask for all of it.
-      const now = performance.now();
-      if (!(chart.resyncAt > now - RESYNC_PAUSE_MS)) {
-        chart.resyncAt = now;
-        setTriggerValue("resync", { revision: payload.revision, have: chart.have });
+    } else if (payload.revision === chart.revision && payload.from === chart.have) {
+      append(chart, payload);
+    } else if (payload.revision === chart.revision && payload.from < chart.have) {
+      return; // steps we hold already (an answer to a repeated request)
+    } else {
+      // An update went missing (or this chart holds another run): ask again at
+      // once, saying what we hold; the server goes on from there.
+      chart.asked = null;
+      if (chart.playing || payload.to > chart.have) {
+        const held = payload.revision === chart.revision ? chart.have : null;
+        chart.asked = { at: performance.now(), seq: chart.seq };
+        setTriggerValue("more", { revision: chart.revision, have: held });
       }
       return;
-    } else {
-      append(chart, payload);
     }
   }
   if (!chart.data) return;
