@@ -9,20 +9,26 @@ the protobuf classes shipped in the streamlit package (``BackMsg``,
 2. when the first script run has finished, it presses Play: a ``rerun_script``
    whose ``widget_states`` hold the Play button's trigger (the button's widget
    id comes from the button element the server sent);
-3. while the server asks for it (``auto_rerun``: the live area's fragment
-   timer), it sends the fragment's reruns at that interval, as the browser's
-   timer does, until ``stop_auto_rerun``;
-4. it reads each live-chart payload (JSON in the component element) and the
-   progress bar, and counts chart updates (payloads that bring new steps), the
-   steps shown and the bytes received; when the run ends it presses Play again,
-   which starts a new run, until its time is up.
+3. it plays the chart as ``pages/components/live_chart/live_chart.js`` does:
+   it applies each live-chart payload (JSON in the component element) to what
+   it holds, advances a simulated animation (``speed`` steps per chart update,
+   ``fps`` updates a second) and, when fewer than a tick and a half of steps
+   are left to show, asks for more with the component's ``more`` trigger
+   (a ``rerun_script`` of the live fragment whose ``widget_states`` hold the
+   trigger's JSON value: the revision and the steps it holds);
+4. it counts the chart updates the browser would draw (frames that show new
+   steps, by live_chart.js's own rule), the server's updates (payloads that
+   bring new steps), the steps and the bytes received, reads the progress
+   bar, and when the run ends presses Play again, which starts a new run,
+   until its time is up.
 
 The tool starts the app itself (``streamlit run serve.py`` on a free loopback
 port, stopped by its pid at the end) unless ``--url`` points at one; with its
 own server it also reads the server's CPU time and resident memory from
 ``/proc`` (before the learners, at the peak, and ``--settle-seconds`` after
-every learner has disconnected). Server CPU per chart update is reported with
-and without training: the training's share is what the server counted itself
+every learner has disconnected). Server CPU per (server) update and bytes per
+update are per message the server sent; CPU is reported with and without
+training: the training's share is what the server counted itself
 (``serve.py``'s ``/clipviz-usage``: the CPU time of its ticks' training), or,
 against a server without that route, the steps shown times one step's CPU
 cost measured in this process on the same configuration.
@@ -36,6 +42,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import os
 import re
 import socket
@@ -55,12 +62,43 @@ RECEIVE_SECONDS = 1.0  # a receive waits at most this long before the loop looks
 MAX_MESSAGES = 2_000_000  # per learner: a bound on the receive loop, far above any real run
 MAX_PLAYS = 1000  # per learner: runs started
 SAMPLE_SECONDS = 0.5  # how often the server's memory is read
+PUMP_SECONDS = 0.05  # how often a learner's simulated browser draws the frames that are due
+MAX_FRAMES_PER_CALL = 100
+LOW_TICKS = 1.5  # as live_chart.js: ask for more when fewer ticks' steps are left
+REQUEST_AGAIN_SECONDS = 8.0  # as live_chart.js: an unanswered request is repeated
 COUNTER = re.compile(r"Step ([\d,]+) of ([\d,]+)")
 LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
 
 
 class LoadTestError(Exception):
     """The load test could not run (no server, a protocol surprise): one line for the user."""
+
+
+@dataclass
+class Chart:
+    """The live chart as a browser holds it: what it received, and what it has shown."""
+
+    component_id: str = ""
+    fragment_id: str = ""
+    revision: str = ""
+    seq: int = 0
+    have: int = 0  # steps received
+    shown: int = 0  # steps drawn (the animation, simulated)
+    playing: bool = False
+    speed: int = 20
+    fps: float = 25.0
+    tick: float = 0.2
+    asked_at: float | None = None
+    asked_seq: int = -1
+    rtt: float | None = None  # seconds an answer takes (a running average)
+    next_frame: float = 0.0
+    frames: int = 0  # chart updates drawn (frames that showed new steps)
+
+    @property
+    def trigger_id(self) -> str:
+        # Streamlit's id of a components-v2 element's trigger widget (see
+        # streamlit/components/v2/bidi_component/main.py, _make_trigger_id).
+        return f"$$STREAMLIT_INTERNAL_KEY_{self.component_id}__events"
 
 
 @dataclass
@@ -71,9 +109,10 @@ class Learner:
     connected_at: float | None = None
     played_at: float | None = None
     ended_at: float | None = None
-    updates: int = 0  # chart payloads that brought new steps
-    steps: int = 0  # steps shown, over every run
+    updates: int = 0  # server payloads that brought new steps
+    steps: int = 0  # steps received, over every run
     bytes: int = 0  # websocket bytes received while playing
+    requests: int = 0  # requests for more steps
     first_run_seconds: float | None = None  # Play to the end of the first run
     runs_finished: int = 0
     error: str | None = None
@@ -83,9 +122,8 @@ class Learner:
     play_id: str | None = None
     step_now: int = 0
     total: int = 0
-    chart_to: int = 0
     run_started: float | None = None
-    timers: dict = field(default_factory=dict)
+    chart: Chart = field(default_factory=Chart)
 
     @property
     def playing_seconds(self) -> float:
@@ -114,9 +152,15 @@ def rerun_message(
     *,
     fragment_id: str = "",
     trigger: str | None = None,
+    event: tuple[str, str, dict] | None = None,
     url: str = "",
 ) -> bytes:
-    """A ``rerun_script`` BackMsg, as the browser sends it (with a button trigger)."""
+    """A ``rerun_script`` BackMsg, as the browser sends it.
+
+    ``trigger``: a button's widget id (a click). ``event``: (trigger widget id,
+    event name, value) of a component's ``setTriggerValue``, which reruns the
+    component's fragment (``fragment_id``) alone.
+    """
     BackMsg, _, WidgetState = _protos()
     msg = BackMsg()
     state = msg.rerun_script
@@ -125,9 +169,12 @@ def rerun_message(
     state.page_script_hash = page_hash
     if fragment_id:
         state.fragment_id = fragment_id
-        state.is_auto_rerun = True
     if trigger is not None:
         state.widget_states.widgets.append(WidgetState(id=trigger, trigger_value=True))
+    if event is not None:
+        widget_id, name, value = event
+        payload = json.dumps({"event": name, "value": value})
+        state.widget_states.widgets.append(WidgetState(id=widget_id, json_trigger_value=payload))
     state.context_info.url = url
     state.context_info.timezone = "UTC"
     state.context_info.locale = "en-US"
@@ -143,10 +190,6 @@ def read_message(data: bytes, learner: Learner) -> dict:
     events: dict = {}
     if kind == "new_session":
         learner.page_hash = msg.new_session.page_script_hash or learner.page_hash
-    elif kind == "auto_rerun":
-        events["auto_rerun"] = (msg.auto_rerun.fragment_id, msg.auto_rerun.interval)
-    elif kind == "stop_auto_rerun":
-        events["stop_auto_rerun"] = list(msg.stop_auto_rerun.fragment_ids)
     elif kind == "script_finished":
         events["script_finished"] = msg.script_finished
     elif kind == "page_not_found":
@@ -156,21 +199,87 @@ def read_message(data: bytes, learner: Learner) -> dict:
         which = element.WhichOneof("type")
         if which == "button" and element.button.label == "Play":
             learner.play_id = element.button.id
-            events["play_enabled"] = not element.button.disabled
         elif which == "progress":
             match = COUNTER.search(element.progress.text)
             if match:
                 learner.step_now = int(match.group(1).replace(",", ""))
                 learner.total = int(match.group(2).replace(",", ""))
-                events["progress"] = learner.step_now
         elif which == "bidi_component" and element.bidi_component.component_name.endswith(
             "live_chart"
         ):
-            payload = json.loads(element.bidi_component.bytes or b"{}")
-            events["chart"] = (payload.get("kind"), payload.get("from", 0), payload.get("to", 0))
+            learner.chart.component_id = element.bidi_component.id
+            learner.chart.fragment_id = msg.delta.fragment_id or learner.chart.fragment_id
+            events["chart"] = json.loads(element.bidi_component.bytes or b"{}")
         elif which == "exception":
             events["error"] = element.exception.message or "exception"
     return events
+
+
+def take_payload(chart: Chart, payload: dict, now: float) -> tuple[int, bool]:
+    """Apply a chart payload as the browser does: (new steps taken, ask again now?)."""
+    kind, start, stop = payload.get("kind"), payload.get("from", 0), payload.get("to", 0)
+    revision, seq = payload.get("revision", ""), payload.get("seq", 0)
+    if seq <= chart.seq and revision == chart.revision:
+        return 0, False  # seen already
+    answered = chart.asked_at is not None and chart.asked_seq < seq
+    chart.seq = seq
+    chart.playing = bool(payload.get("playing"))
+    chart.speed = max(1, int(payload.get("speed", chart.speed)))
+    chart.fps = float(payload.get("fps", chart.fps))
+    chart.tick = float(payload.get("tick", chart.tick))
+    new = 0
+    if kind == "full":
+        chart.revision, chart.have, chart.shown = revision, stop, stop
+    elif revision == chart.revision and start == chart.have:
+        new, chart.have = stop - start, stop
+    elif revision == chart.revision and start < chart.have:
+        return 0, False  # steps it holds (the answer to a repeated request)
+    else:
+        return 0, True  # a missed update: say what it holds, at once
+    if new and answered:
+        took = now - chart.asked_at
+        chart.rtt = took if chart.rtt is None else 0.7 * chart.rtt + 0.3 * took
+    if not chart.playing:
+        chart.shown = chart.have
+    return new, False
+
+
+def awaiting(chart: Chart) -> bool:
+    return chart.asked_at is not None and chart.asked_seq == chart.seq
+
+
+def steps_for_next_update(chart: Chart, now: float) -> int:
+    """live_chart.js's stepsForNextUpdate: the chosen speed, spread while an answer
+    is awaited, or catching up."""
+    waiting = chart.have - chart.shown
+    frames_per_tick = max(1.0, chart.fps * chart.tick)
+    if waiting > 2 * chart.speed * frames_per_tick:
+        return math.ceil(waiting / frames_per_tick)
+    if not awaiting(chart):
+        return min(chart.speed, waiting)
+    answer = chart.asked_at + (chart.tick if chart.rtt is None else chart.rtt)
+    frames_left = max(1, round((answer - now) * chart.fps))
+    return max(1, min(chart.speed, math.ceil(waiting / frames_left)))
+
+
+def animate(chart: Chart, now: float) -> bool:
+    """Draw the frames due by ``now`` as the browser would; True when it should ask for more."""
+    if not chart.playing:
+        chart.next_frame = now
+        return False
+    frames = 0
+    while chart.next_frame <= now and frames < MAX_FRAMES_PER_CALL:
+        if chart.shown < chart.have:
+            chart.shown = min(
+                chart.have, chart.shown + steps_for_next_update(chart, chart.next_frame)
+            )
+            chart.frames += 1
+        chart.next_frame += 1 / chart.fps
+        frames += 1
+    if chart.next_frame <= now:  # far behind (a stalled client): skip ahead
+        chart.next_frame = now
+    low = chart.have - chart.shown < LOW_TICKS * chart.speed * chart.fps * chart.tick
+    return low and not (awaiting(chart) and now - chart.asked_at < REQUEST_AGAIN_SECONDS)
 
 
 async def _learner(index: int, base: str, path: str, deadline: float, out: Learner) -> None:
@@ -180,6 +289,7 @@ async def _learner(index: int, base: str, path: str, deadline: float, out: Learn
     ws_url = f"ws://{parts.netloc}/_stcore/stream"
     query, page = parts.query, parts.path.strip("/")
     page_url = f"{base}{path}"
+    chart = out.chart
 
     async with websockets.connect(
         ws_url,
@@ -191,69 +301,78 @@ async def _learner(index: int, base: str, path: str, deadline: float, out: Learn
         out.connected_at = time.monotonic()
         await ws.send(rerun_message(query, page, "", url=page_url))
 
-        async def rerun_every(fragment_id: str, interval: float) -> None:
-            # The browser's fragment timer: a rerun of the fragment every interval.
-            ticks = int((deadline - time.monotonic()) / max(interval, 0.01)) + 1
-            for _ in range(max(0, ticks)):
-                await asyncio.sleep(interval)
-                if time.monotonic() >= deadline:
-                    return
-                await ws.send(rerun_message(query, page, out.page_hash, fragment_id=fragment_id))
-
-        plays = 0
-        for _ in range(MAX_MESSAGES):
-            now = time.monotonic()
-            if now >= deadline:
-                break
-            try:
-                data = await asyncio.wait_for(
-                    ws.recv(), timeout=min(RECEIVE_SECONDS, deadline - now)
+        async def ask() -> None:
+            chart.asked_at, chart.asked_seq = time.monotonic(), chart.seq
+            out.requests += 1
+            value = {"revision": chart.revision, "have": chart.have}
+            await ws.send(
+                rerun_message(
+                    query,
+                    page,
+                    out.page_hash,
+                    fragment_id=chart.fragment_id,
+                    event=(chart.trigger_id, "more", value),
                 )
-            except TimeoutError:
-                continue
-            if isinstance(data, str):
-                continue
-            if out.played_at is not None:
-                out.bytes += len(data)
-            events = read_message(data, out)
-            if "error" in events:
-                out.error = events["error"]
-            if "auto_rerun" in events:
-                fragment_id, interval = events["auto_rerun"]
-                if fragment_id not in out.timers:
-                    out.timers[fragment_id] = asyncio.create_task(
-                        rerun_every(fragment_id, interval)
+            )
+
+        async def play() -> None:
+            # The browser's animation, simulated (``animate``): frames at `fps`, each
+            # showing up to `speed` new steps; it asks for more when it runs low.
+            start = time.monotonic()
+            for _ in range(int((deadline - start) / PUMP_SECONDS) + 1):
+                await asyncio.sleep(PUMP_SECONDS)
+                now = time.monotonic()
+                if now >= deadline:
+                    return
+                if chart.component_id and animate(chart, now):
+                    await ask()
+
+        animation = asyncio.create_task(play())
+        plays = 0
+        try:
+            for _ in range(MAX_MESSAGES):
+                now = time.monotonic()
+                if now >= deadline:
+                    break
+                try:
+                    data = await asyncio.wait_for(
+                        ws.recv(), timeout=min(RECEIVE_SECONDS, deadline - now)
                     )
-            for fragment_id in events.get("stop_auto_rerun", ()):
-                task = out.timers.pop(fragment_id, None)
-                if task is not None:
-                    task.cancel()
-            if "chart" in events:
-                kind, start, stop = events["chart"]
-                if out.run_started is not None and kind == "delta" and stop > start:
-                    out.updates += 1
-                    out.steps += stop - start
-                    out.chart_to = stop
+                except TimeoutError:
+                    continue
+                if isinstance(data, str):
+                    continue
+                if out.played_at is not None:
+                    out.bytes += len(data)
+                events = read_message(data, out)
+                if "error" in events:
+                    out.error = events["error"]
+                if "chart" in events:
+                    new, again = take_payload(chart, events["chart"], now)
+                    if new and out.run_started is not None:
+                        out.updates += 1
+                        out.steps += new
+                    if again:
+                        await ask()
                 if out.stop_after_updates is not None and out.updates >= out.stop_after_updates:
                     break
-            finished_run = out.total and out.step_now >= out.total and out.chart_to >= out.total
-            if out.run_started is not None and finished_run:
-                if out.first_run_seconds is None:
-                    out.first_run_seconds = time.monotonic() - out.run_started
-                out.runs_finished += 1
-                out.run_started = None
-            script_done = events.get("script_finished") in (0, 3)
-            if script_done and out.run_started is None and out.play_id and plays < MAX_PLAYS:
-                # Play (again): the first time, and after each run has ended.
-                plays += 1
-                out.chart_to = 0
-                out.run_started = time.monotonic()
-                if out.played_at is None:
-                    out.played_at = out.run_started
-                await ws.send(rerun_message(query, page, out.page_hash, trigger=out.play_id))
-        for task in out.timers.values():
-            task.cancel()
-        out.ended_at = time.monotonic()
+                finished = out.total and out.step_now >= out.total and chart.have >= out.total
+                if out.run_started is not None and finished:
+                    if out.first_run_seconds is None:
+                        out.first_run_seconds = time.monotonic() - out.run_started
+                    out.runs_finished += 1
+                    out.run_started = None
+                script_done = events.get("script_finished") in (0, 3)
+                if script_done and out.run_started is None and out.play_id and plays < MAX_PLAYS:
+                    # Play (again): the first time, and after each run has ended.
+                    plays += 1
+                    out.run_started = time.monotonic()
+                    if out.played_at is None:
+                        out.played_at = out.run_started
+                    await ws.send(rerun_message(query, page, out.page_hash, trigger=out.play_id))
+        finally:
+            animation.cancel()
+            out.ended_at = time.monotonic()
 
 
 async def _classroom(
@@ -504,6 +623,7 @@ def report(
     """The report's numbers. ``training_cpu``: the server's own count of its training
     CPU seconds; without it, the steps shown times ``per_step`` (measured here)."""
     playing = [learner for learner in learners if learner.played_at is not None]
+    drawn = [learner.chart.frames / learner.playing_seconds for learner in playing]
     updates = [learner.updates / learner.playing_seconds for learner in playing]
     steps = [learner.steps / learner.playing_seconds for learner in playing]
     total_updates = sum(learner.updates for learner in learners)
@@ -520,7 +640,8 @@ def report(
     return {
         "sessions": sessions,
         "seconds": seconds,
-        "updates_per_second": _spread(updates),
+        "updates_per_second": _spread(drawn),
+        "server_updates_per_second": _spread(updates),
         "steps_per_second": _spread(steps),
         "first_run_seconds": {
             "median": _percentile(first_runs, 0.5),
@@ -557,9 +678,11 @@ def format_report(result: dict) -> str:
         result["rss_mb"],
         result["first_run_seconds"],
     )
+    server = result["server_updates_per_second"]
     rows = [
         ("learners", str(result["sessions"]), f"{result['seconds']:g} s each"),
-        ("chart updates / s", f(ups["median"]), f"p10 {f(ups['p10'])}"),
+        ("chart updates / s", f(ups["median"]), f"p10 {f(ups['p10'])} (drawn in the browser)"),
+        ("server updates / s", f(server["median"]), f"p10 {f(server['p10'])} (messages)"),
         ("steps / s", f(sps["median"], 0), f"p10 {f(sps['p10'], 0)}"),
         (
             "first run, Play to end",
@@ -571,7 +694,7 @@ def format_report(result: dict) -> str:
             f"{f(result['server_cpu_ms_per_update'], 2)} ms",
             f"with training {f(result['server_cpu_ms_per_update_with_training'], 2)} ms",
         ),
-        ("bytes / update", f(result["bytes_per_update"], 0), f"{result['updates']} updates"),
+        ("bytes / update", f(result["bytes_per_update"], 0), f"{result['updates']} server updates"),
         ("server RSS", f"{f(rss['start'], 0)} MB", f"peak {f(rss['peak'], 0)} MB"),
         ("RSS per learner", f"{f(rss['per_session'])} MB", ""),
         (

@@ -4,7 +4,8 @@ The chart is drawn by plotly.js in the browser, which keeps the figure and
 plays the steps the server streams to it (``clipviz.app.stream``). Two files
 reach the browser besides the small messages of each tick:
 
-* ``live_chart.js`` (this folder), the component's code;
+* ``live_chart.js`` (this folder), the component's code (``live_chart.html``
+  its two elements: the colour key of a twin run, and the chart);
 * ``plotly.min.js``, the copy inside the installed ``plotly`` package (4.8 MB).
 
 How they are served: Streamlit 1.67 has two ways to serve a file, and
@@ -24,8 +25,8 @@ new URL. Nothing is copied, linked or written anywhere.
 
 Started the plain way (``streamlit run app.py``, for development and the
 page tests) the routes do not exist, so the page falls back to what it did
-before: the component code inline and plotly.js sent once per session as
-a component module (``loader_js``).
+before: the component code inline and plotly.js sent once per session as a
+component module (``loader_js``: ``plotly_loader.js`` after plotly.min.js).
 """
 
 from __future__ import annotations
@@ -41,10 +42,8 @@ HERE = Path(__file__).resolve().parent
 CHART_JS = HERE / "live_chart.js"
 PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
 PREFIX = "/clipviz-assets"
-HTML = (
-    '<div class="clipviz-live-key" style="display:none;font-size:0.875rem;margin-bottom:4px">'
-    '</div><div class="clipviz-live-chart" style="width:100%;height:860px"></div>'
-)
+LOADER_JS = HERE / "plotly_loader.js"
+HTML = (HERE / "live_chart.html").read_text()
 IMMUTABLE = "public, max-age=31536000, immutable"
 
 _served: list[str] = []  # the base URL path the routes were added under, once added
@@ -120,12 +119,7 @@ def component_js() -> str:
 @functools.cache
 def loader_js() -> str:
     """plotly.js as a component module, for a server without the asset routes."""
-    source = PLOTLY_JS.read_text()
-    return (
-        f"if (!window.Plotly) {{\n{source}\n}}\n"
-        "export default function () {\n"
-        "  (window.clipvizWaiting || []).splice(0).forEach((ready) => ready());\n}\n"
-    )
+    return f"if (!window.Plotly) {{\n{PLOTLY_JS.read_text()}\n}}\n{LOADER_JS.read_text()}"
 
 
 def plotly_url() -> str | None:

@@ -13,10 +13,10 @@
 // request unanswered for a few seconds is sent again. Since the server always
 // goes on from what the chart says it holds, an update Streamlit skipped (it may
 // draw only the last of two messages that arrive together) is simply sent again.
-// When the server delivers slower than the chosen speed, the steps that have
-// arrived are spread evenly until the next delivery, so the chart still moves
-// smoothly; when it falls behind by more than two ticks, it catches up. Paused,
-// stepped or finished: everything that arrived is shown at once.
+// While an answer is awaited, the steps left are spread over the time answers
+// take, so the chart still moves smoothly when the server is slower than the
+// chosen speed; when it falls behind by more than two ticks, it catches up.
+// Paused, stepped or finished: everything that arrived is shown at once.
 //
 // Generic on purpose: any trace the figure builder adds is streamed and animated
 // the same way (points revealed in the order of their x, the optimizer step).
@@ -69,7 +69,7 @@ function reset(chart, payload) {
   chart.shown = payload.to; // steps drawn
   chart.pending = new Map(); // trace index -> {key: points not drawn yet}
   chart.layouts = []; // [{at: step, layout}] layout changes not applied yet
-  chart.arrivals = { last: performance.now(), gap: null };
+  chart.asked = null;
 }
 
 function append(chart, payload) {
@@ -84,11 +84,10 @@ function append(chart, payload) {
     chart.pending.set(index, queued);
   }
   if (payload.layout) chart.layouts.push({ at: payload.to, layout: payload.layout });
-  if (payload.to > chart.have) {
-    const now = performance.now();
-    const gap = now - chart.arrivals.last;
-    chart.arrivals.gap = chart.arrivals.gap === null ? gap : 0.7 * chart.arrivals.gap + 0.3 * gap;
-    chart.arrivals.last = now;
+  if (payload.to > chart.have && chart.asked && chart.asked.seq < payload.seq) {
+    // The answer to our request: remember how long answers take.
+    const took = performance.now() - chart.asked.at;
+    chart.rtt = chart.rtt === undefined ? took : 0.7 * chart.rtt + 0.3 * took;
   }
   chart.have = payload.to;
 }
@@ -125,16 +124,23 @@ function reveal(chart, step) {
   chart.shown = step;
 }
 
-// Steps to show in the next chart update.
+// Steps to show in the next chart update: the chosen speed; while an answer is
+// awaited, what is left is spread over the time answers take (so the chart keeps
+// moving smoothly when the server is slower than the speed asks); far behind
+// (a slow frame rate, a burst of data), it catches up.
 function stepsForNextUpdate(chart, now) {
   const waiting = chart.have - chart.shown;
   if (!chart.playing) return waiting;
-  const fps = chart.fps;
-  const framesPerTick = Math.max(1, fps * chart.tick);
+  const framesPerTick = Math.max(1, chart.fps * chart.tick);
   if (waiting > 2 * chart.speed * framesPerTick) return Math.ceil(waiting / framesPerTick);
-  const gap = chart.arrivals.gap === null ? chart.tick * 1000 : chart.arrivals.gap;
-  const framesLeft = Math.max(1, Math.round(((chart.arrivals.last + gap - now) / 1000) * fps));
+  if (!awaiting(chart)) return Math.min(chart.speed, waiting);
+  const answer = chart.asked.at + (chart.rtt === undefined ? chart.tick * 1000 : chart.rtt);
+  const framesLeft = Math.max(1, Math.round(((answer - now) / 1000) * chart.fps));
   return Math.max(1, Math.min(chart.speed, Math.ceil(waiting / framesLeft)));
+}
+
+function awaiting(chart) {
+  return Boolean(chart.asked) && chart.asked.seq === chart.seq;
 }
 
 // ---- drawing ----------------------------------------------------------------------
@@ -172,7 +178,7 @@ function askForMore(chart, now) {
   const waiting = chart.have - chart.shown;
   const tickSteps = chart.speed * chart.fps * chart.tick;
   if (waiting >= LOW_TICKS * tickSteps) return;
-  if (chart.asked && now - chart.asked.at < REQUEST_AGAIN_MS && chart.asked.seq === chart.seq) return;
+  if (awaiting(chart) && now - chart.asked.at < REQUEST_AGAIN_MS) return;
   chart.asked = { at: now, seq: chart.seq };
   chart.ask("more", { revision: chart.revision, have: chart.have });
   debug("ask", chart.have, chart.shown);
