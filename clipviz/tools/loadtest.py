@@ -508,12 +508,12 @@ def training_cpu_per_step(path: str, steps: int = 400) -> float:
     """CPU seconds one step of the link's run costs here (the configuration's trainer alone)."""
     import torch
 
-    from clipviz.app.lab import parse_query
+    from clipviz.engine.labstate import LabState
+    from clipviz.engine.trainer import Trainer
 
     query = urllib.parse.parse_qs(urllib.parse.urlsplit(path).query)
-    config = parse_query(query).config
+    config = LabState.from_query(query)[0].config
     torch.set_num_threads(1)
-    from clipviz.engine.trainer import Trainer
 
     trainer = Trainer(config)
     trainer.step(20)  # warm up
