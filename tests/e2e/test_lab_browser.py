@@ -86,8 +86,10 @@ def test_unscaled_preset_explodes_when_played(page: Page, base_url: str):
 def test_clip_norm_preset_trains_to_the_end_without_exploding(page: Page, base_url: str):
     open_lab(page, base_url, "preset=tutorial_clip_norm")
     press(page, "Play")
-    seen = []
-    for _ in range(3):
+    # The first points may take a while on a busy machine; then the chart must grow.
+    wait_for(lambda: points_drawn(page) > 0, timeout=30)
+    seen = [points_drawn(page)]
+    for _ in range(2):
         time.sleep(1.0)
         seen.append(points_drawn(page))
     assert seen[0] > 0 and seen[-1] > seen[0], seen  # the charts grow while playing
@@ -190,6 +192,9 @@ def test_measure_top_speed_and_memory(page: Page, base_url: str, app_server, cap
         time.sleep(0.8)
         press(page, "Reset")
         page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']")
+        # The Reset has landed when the counter is back at 0 and Play can be pressed.
+        play = page.get_by_role("button", name="Play", exact=True)
+        wait_for(lambda: steps(page)[0] == 0 and play.is_enabled(), timeout=30)
 
     cycle()
     before = rss_mb(app_server.pid)
