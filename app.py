@@ -4,6 +4,8 @@ Each page is one file in ``pages/``; this file only declares them, in the
 order of the sidebar, and sets what every page shares.
 """
 
+import os
+
 import streamlit as st
 
 import app_boot  # noqa: F401  (its first import sets the server's memory policy)
@@ -47,6 +49,9 @@ PAGES = [
         "pages/your_run.py", title="Your run", icon=":material/upload_file:", url_path="your_run"
     ),
 ]
+
+if os.environ.get("CLIPVIZ_REPLICA"):  # set by deploy/serve-local: which process serves this tab
+    st.sidebar.caption(f"Server process {os.environ['CLIPVIZ_REPLICA']}")
 
 page = st.navigation(PAGES, position="sidebar")
 # Every page's URL is checked before the page reads it (url_guard; the keys of every

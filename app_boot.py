@@ -28,16 +28,26 @@ threshold fixed, blocks of 4 MiB and more go straight back to the system and
 the server stays flat, at ~450 MB, under the same load; the stability map's
 sweeps (tensors of a few MiB) run as fast as before. Measured with the Lab's
 browser test, which prints the server's memory.
+
+And it frees what closed tabs leave behind (``watch_session``): a thread
+wakes every ``SWEEP_SECONDS`` and closes the Lab runs of sessions that have
+not been connected for ``server.disconnectedSessionTTL`` seconds
+(``clipviz.app.sessions``), then returns the freed memory to the system.
 """
 
 import ctypes
 import ctypes.util
 import gc
 import runpy
+import threading
 from pathlib import Path
 
 import streamlit as st
+from streamlit.runtime import Runtime
 from streamlit.runtime.pages_manager import PagesManager
+from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+from clipviz.app.sessions import Closable, Janitor
 
 APP = Path(__file__).with_name("app.py")
 
@@ -60,6 +70,60 @@ def fix_mmap_threshold(size: int = MMAP_THRESHOLD) -> bool:
 
 
 fix_mmap_threshold()  # on the first import, which app.py and every page do first
+
+
+def _libc():
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c"))
+    except (OSError, TypeError):
+        return None
+
+
+def release_free_memory() -> None:
+    """Collect cycles and hand glibc's free heap pages back to the system (where it can)."""
+    gc.collect()
+    trim = getattr(_libc(), "malloc_trim", None)
+    if trim is not None:
+        trim(0)
+
+
+SWEEP_SECONDS = 5.0
+_janitor: Janitor | None = None
+_janitor_lock = threading.Lock()
+
+
+def _connected(session_id: str) -> bool:
+    return Runtime.exists() and Runtime.instance().is_active_session(session_id)
+
+
+def _sweep_forever(janitor: Janitor) -> None:
+    stop = threading.Event()
+    while not stop.wait(SWEEP_SECONDS):
+        try:
+            if janitor.sweep():
+                release_free_memory()
+        except Exception:  # a sweep must never end the sweeper
+            continue
+
+
+def janitor() -> Janitor:
+    """The process's janitor, started on first use (grace: the session TTL)."""
+    global _janitor
+    with _janitor_lock:
+        if _janitor is None:
+            grace = float(st.get_option("server.disconnectedSessionTTL"))
+            _janitor = Janitor(_connected, grace)
+            threading.Thread(
+                target=_sweep_forever, args=(_janitor,), name="clipviz-janitor", daemon=True
+            ).start()
+        return _janitor
+
+
+def watch_session(resource: Closable) -> None:
+    """Close ``resource`` (a Lab run) once this session's tab has been gone a while."""
+    ctx = get_script_run_ctx()
+    if ctx is not None and Runtime.exists():
+        janitor().watch(ctx.session_id, resource)
 
 
 _frozen = False

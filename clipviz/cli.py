@@ -1,4 +1,4 @@
-"""The command line: ``python -m clipviz {reproduce,train,worked,sweep,bench,diagnose}``.
+"""The command line: ``python -m clipviz {reproduce,train,worked,sweep,bench,diagnose,loadtest}``.
 
 Every subcommand prints a readable table, or one JSON document with
 ``--json``. Bad arguments exit with status 2 and a one-line message naming
@@ -40,6 +40,21 @@ def _positive_int(name: str, low: int = 1, high: int = 10_000):
         if not low <= value <= high:
             raise argparse.ArgumentTypeError(
                 f"{name} must be between {low} and {high}, got {value}"
+            )
+        return value
+
+    return parse
+
+
+def _positive_float(name: str, low: float, high: float):
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be a number, got {text!r}") from None
+        if not (math.isfinite(value) and low <= value <= high):
+            raise argparse.ArgumentTypeError(
+                f"{name} must be between {low:g} and {high:g}, got {text}"
             )
         return value
 
@@ -130,6 +145,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--seed", type=_positive_int("--seed", 0, 2**31 - 1), default=1)
     p.add_argument("--threads", type=_positive_int("--threads", 1, 2), default=None)
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser(
+        "loadtest", help="many learners playing the Lab at once, over Streamlit's websocket"
+    )
+    p.add_argument("--sessions", type=_positive_int("--sessions", 1, 200), default=30)
+    p.add_argument("--seconds", type=_positive_float("--seconds", 1, 3600), default=30.0)
+    p.add_argument("--url", default=None, help="a running app on this machine (default: start one)")
+    p.add_argument(
+        "--path", default="/lab?preset=tutorial_clip_norm", help="the page each learner opens"
+    )
+    p.add_argument(
+        "--settle-seconds",
+        type=_positive_float("--settle-seconds", 0, 3600),
+        default=180.0,
+        help="how long to watch the server after every learner left",
+    )
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("bench", help="time the fully recorded 1600-step reference run")
@@ -452,6 +484,26 @@ def cmd_sweep(args) -> str:
     return run_sweep_command(args, as_json=args.json)
 
 
+def cmd_loadtest(args) -> str:
+    from clipviz.tools import loadtest
+
+    if not args.path.startswith("/"):
+        raise UsageError(f"--path must start with /, got {args.path!r}")
+    progress = None if args.json else (lambda text: print(f"... {text}", file=sys.stderr))
+    try:
+        result = loadtest.run_loadtest(
+            sessions=args.sessions,
+            seconds=args.seconds,
+            url=args.url,
+            path=args.path,
+            settle_seconds=args.settle_seconds,
+            progress=progress,
+        )
+    except loadtest.LoadTestError as error:
+        raise UsageError(str(error)) from None
+    return _json(result) if args.json else loadtest.format_report(result)
+
+
 def cmd_bench(args) -> str:
     from clipviz.lessons.experiments import bench
 
@@ -683,4 +735,5 @@ COMMANDS = {
     "sweep": cmd_sweep,
     "bench": cmd_bench,
     "diagnose": cmd_diagnose,
+    "loadtest": cmd_loadtest,
 }

@@ -1,10 +1,13 @@
 """Training Lab: pick a network and its settings, then train it live and watch it explode (or not).
 
 Widgets and layout only. The run is a ``clipviz.app.lab.LabRun`` kept in session
-state, driven by a ``clipviz.app.player.Player``; while playing, the live area is
-a fragment that reruns every ``player.interval`` seconds and trains within a
-time budget. The four charts are one figure (``lab_figure``) drawn by a small
-component that redraws it in place with plotly.js (why: ``clipviz.app.lab``).
+state, driven by a ``clipviz.app.player.Player``. The four charts are one
+figure (``lab_figure_spec``) drawn by plotly.js in a small component.
+The live area is a fragment; while playing, the chart asks for its next
+steps when it runs low, which reruns the fragment alone: it trains them
+within a CPU budget and streams only them to the chart, which the browser
+keeps and animates (pacing: ``clipviz.app.player``; the stream:
+``clipviz.app.stream``; the browser's side: ``pages/components/live_chart/``).
 Every setting is a widget keyed by its ``TrainConfig`` field and bound to the
 URL (``docs/CONTRACT.md``); the URL is validated once when the page opens, and each
 problem is shown before it falls back to the default.
@@ -12,12 +15,14 @@ problem is shown before it falls back to the default.
 
 from __future__ import annotations
 
+import dataclasses
+
 import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
-from app_boot import ensure_router
-from clipviz.app import export, lab
-from clipviz.app.player import SPEEDS, Player
+from app_boot import ensure_router, watch_session
+from clipviz.app import export, lab, stream
+from clipviz.app.player import SPEEDS, UPDATES_PER_SECOND, Player
 from clipviz.app.urlkeys import plain_markdown
 from clipviz.engine import data
 from clipviz.engine.config import (
@@ -37,20 +42,23 @@ from clipviz.engine.labstate import (
     default_twin_mode,
 )
 from clipviz.figures.race import race_figure
-from clipviz.figures.training import lab_figure
+from clipviz.figures.training import lab_figure_spec, stream_stride
 from clipviz.lessons import fixes
 from clipviz.lessons import race as clipviz_race
+from pages.components import live_chart as live_chart_files
 
 ensure_router()
 
-RUN, PLAYER, VALUES, PROBLEMS, RUN_ID, TEACHER = (
+RUN, PLAYER, VALUES, PROBLEMS, RUN_ID, TEACHER, CHART = (
     "_lab_run",
     "_lab_player",
     "_lab_values",
     "_lab_url_problems",
     "_lab_run_id",
     "_lab_teacher",  # (hide, autoplay) from the link: not widgets, kept for the share link
+    "_lab_chart_cursor",
 )
+CHART_HEIGHT = 860  # the figure; the twin's colour key adds a line above it
 PLOTLY_CONFIG = {
     "displaylogo": False,
     "responsive": True,
@@ -157,7 +165,9 @@ def on_fix(fix) -> None:
 
 def build_run(config: TrainConfig, twin: TrainConfig | None) -> lab.LabRun:
     state[RUN_ID] = state.get(RUN_ID, 0) + 1
-    return lab.LabRun(config, twin, dataset=uploaded_dataset(config))
+    run = lab.LabRun(config, twin, dataset=uploaded_dataset(config))
+    watch_session(run)  # a closed tab's run is freed (app_boot)
+    return run
 
 
 # ---- your own data: an uploaded CSV, kept in this session only -------------------------
@@ -415,13 +425,13 @@ with st.container(horizontal=True, vertical_alignment="bottom", gap="small"):
     st.button("Step", on_click=on_step, disabled=run.done, help="One optimizer step.")
     st.button("Reset", on_click=reset_run, help="Back to step 0, same settings.")
     speed = st.select_slider(
-        "Speed (steps per tick)",
+        "Speed (steps per chart update)",
         SPEEDS,
-        value=player.steps_per_tick,
+        value=player.speed,
         key="speed",
         width=230,
-        help="Optimizer steps between chart updates. Slow networks take fewer, "
-        "so the page stays responsive.",
+        help="Optimizer steps the chart moves on at each of its updates (about 25 a "
+        "second). Slow networks train fewer, so every learner's page stays responsive.",
     )
     player.set_speed(speed)
     if not shown.hides("twin"):
@@ -443,12 +453,66 @@ with st.container(horizontal=True, vertical_alignment="bottom", gap="small"):
         )
 
 
-# The live chart: one plotly.js chart redrawn in place (see clipviz.app.lab). The
-# components are registered on every run (an identical definition is kept).
-plotly_loader = st.components.v2.component("clipviz_plotly_loader", js=lab.plotly_loader_js())
+# The live chart (pages/components/live_chart/): registered on every run (an
+# identical definition is kept). Without the asset routes of serve.py, plotly.js
+# comes through a loader component instead, once per session.
 live_chart = st.components.v2.component(
-    "clipviz_live_chart", html=lab.LIVE_CHART_HTML, js=lab.LIVE_CHART_JS, isolate_styles=False
+    "clipviz_live_chart",
+    html=live_chart_files.HTML,
+    js=live_chart_files.component_js(),
+    isolate_styles=False,
 )
+plotly_loader = (
+    None
+    if live_chart_files.served()
+    else st.components.v2.component("clipviz_plotly_loader", js=live_chart_files.loader_js())
+)
+
+
+def more_requested() -> None:
+    """The browser asks for the next steps, saying which it holds: go on from there.
+
+    It holds what it says even when an update got lost on the way (Streamlit
+    may skip drawing a message when two arrive at once): then the steps go
+    again from there, with every layout entry, or the whole figure when it
+    holds nothing of this run.
+    """
+    cursor = state.get(CHART)
+    asked = (state.get("lab_charts") or {}).get("more") or {}
+    have = asked.get("have")
+    if cursor is None or have == cursor.steps:
+        return
+    if asked.get("revision") == cursor.revision and isinstance(have, int) and have < cursor.steps:
+        state[CHART] = dataclasses.replace(cursor, steps=have, layout={})
+    else:
+        state[CHART] = dataclasses.replace(cursor, revision="")  # the whole figure next
+
+
+def chart_payload(run: lab.LabRun, player: Player) -> bytes:
+    """This tick's update of the live chart: the whole figure for a new run, else the new steps."""
+    stride = stream_stride(run.total_steps)
+    update = stream.next_update(
+        lambda start: run.traces(start, stride),
+        lambda traces: lab_figure_spec(traces, revision=run.id, height=CHART_HEIGHT),
+        revision=run.id,
+        steps_done=run.step_count,
+        finished=run.done,
+        cursor=state.get(CHART),
+        stride=stride,
+        every={
+            "playing": player.playing,
+            "speed": player.speed,
+            "tick": player.interval,
+            "fps": UPDATES_PER_SECOND,
+        },
+        meta={
+            "config": PLOTLY_CONFIG,
+            "key": run.colour_key() if run.twin is not None else [],
+            "plotly": live_chart_files.plotly_url(),
+        },
+    )
+    state[CHART] = update.cursor
+    return update.payload
 
 
 @st.cache_data(max_entries=64, show_spinner="Trying the usual fixes on this run…")
@@ -509,7 +573,9 @@ def live_area() -> None:
     """Status, explosion, signs and charts: redrawn every tick while playing."""
     run = current_run()  # a tick may land between a Reset and the next script run
     player: Player = state[PLAYER]
-    if player.playing and player.tick(run).finished:
+    cursor = state.get(CHART)
+    sent = cursor.steps if cursor is not None and cursor.revision == run.id else 0
+    if player.playing and player.tick(run, ahead=run.step_count - sent).finished:
         st.rerun()  # the run ended: stop the timer and refresh the buttons
     st.progress(run.progress, text=run.counter_text())
 
@@ -524,17 +590,18 @@ def live_area() -> None:
             f"{run.twin.explosion.describe()}."
         )
 
-    traces = run.traces()
-    if run.twin is not None:
-        st.markdown(lab.colour_key(run), unsafe_allow_html=True)
-    figure = lab_figure(traces, revision=str(state[RUN_ID]))
     live_chart(
-        data=lab.figure_json(figure, PLOTLY_CONFIG), key="lab_charts", height=figure.layout.height
+        data=chart_payload(run, player),
+        key="lab_charts",
+        height=CHART_HEIGHT + (28 if run.twin is not None else 0),
+        on_more_change=more_requested,
     )
     diagnosis_panel(run, diagnosis, player.playing)
 
 
-st.fragment(live_area, run_every=player.run_every)()
+# No timer: while playing, the chart asks for its next steps when it runs low
+# (pages/components/live_chart/live_chart.js), which reruns this fragment alone.
+st.fragment(live_area)()
 
 with st.expander("How to read the charts"):
     st.markdown(
@@ -643,4 +710,5 @@ def share_and_export(shown: LabState, run: lab.LabRun) -> None:
 if not shown.hides("export"):
     share_and_export(shown, run)
 
-plotly_loader(key="plotly_loader")
+if plotly_loader is not None:
+    plotly_loader(key="plotly_loader")

@@ -2,7 +2,9 @@
 
 Widgets and layout only: the networks are trained by ``clipviz.engine.sweep``, the
 heatmaps drawn by ``clipviz.figures.stability``. Results are kept in a small
-process-wide store keyed by the settings, so revisiting a map is instant.
+process-wide store keyed by the settings (``clipviz.app.shared``), so revisiting
+a map is instant, and a classroom opening the page at once trains each map once:
+the first session computes it, the others wait for its result.
 
 The learner's current Lab configuration is the Lab's state the Lab page
 leaves in the session (``clipviz.app.lab.SESSION_LINK``, written by the one
@@ -12,14 +14,12 @@ keys, e.g. ``?lr=0.01&clip_mode=norm``), read by the same codec.
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
-
 import streamlit as st
 
 from app_boot import ensure_router
 from clipviz.app import lab as lab_page
 from clipviz.app import urlkeys
+from clipviz.app.shared import SharedResults
 from clipviz.engine import sweep
 from clipviz.engine.config import ADAPTIVE_MODES, FIELDS, RULE_PARAMETER, TrainConfig
 from clipviz.engine.data import dataset_for
@@ -66,27 +66,27 @@ CHART_CONFIG = {"displayModeBar": False}
 
 
 @st.cache_resource(show_spinner=False)
-def _store() -> tuple[OrderedDict, threading.Lock]:
-    """Finished sweeps of every session, newest last (a bounded cache)."""
-    return OrderedDict(), threading.Lock()
+def _store() -> SharedResults:
+    """Finished sweeps of every session, newest last (bounded; one computation per map)."""
+    return SharedResults(MAX_STORED)
 
 
 def computed(spec, run, what: str):
-    """The result of ``run(spec)``, from the store or computed under a progress bar."""
-    store, lock = _store()
-    with lock:
-        if spec in store:
-            store.move_to_end(spec)
-            return store[spec]
+    """The result of ``run(spec)``: stored, computed under a progress bar, or awaited."""
     text = f"Training {spec.networks:,} networks for {what}…"
-    bar = st.progress(0.0, text=text)
-    result = run(spec, progress=lambda fraction: bar.progress(fraction, text=text))
-    bar.empty()
-    with lock:
-        store[spec] = result
-        while len(store) > MAX_STORED:
-            store.popitem(last=False)
-    return result
+    slot = st.empty()
+
+    def compute():
+        bar = slot.progress(0.0, text=text)
+        return run(spec, progress=lambda fraction: bar.progress(fraction, text=text))
+
+    def waiting():
+        slot.info(f"Another learner's page is training these {spec.networks:,} networks; waiting…")
+
+    try:
+        return _store().get(spec, compute, on_wait=waiting)
+    finally:
+        slot.empty()
 
 
 def _fmt(value: float) -> str:

@@ -11,8 +11,16 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
+# clipviz/tools speak to a running Streamlit server (the load test sends Streamlit's
+# own protobuf messages), so they may import streamlit.proto, inside their functions:
+# importing any clipviz module still loads no streamlit (the test below).
+SPEAKS_TO_STREAMLIT = ROOT / "clipviz" / "tools"
+
+
 def test_library_source_never_imports_streamlit():
     for path in sorted((ROOT / "clipviz").rglob("*.py")):
+        if SPEAKS_TO_STREAMLIT in path.parents:
+            continue
         tree = ast.parse(path.read_text(), filename=str(path))
         for node in ast.walk(tree):
             names = []

@@ -10,13 +10,11 @@
   ``Exploded at step N``, the signs found and where, and one-click fixes.
 * ``lr_options`` is the learning-rate slider's log grid, with the current
   value added when a link or a fix asks for one between grid points.
-* The live chart's browser side (``LIVE_CHART_JS``, ``plotly_loader_js``):
-  ``st.plotly_chart`` (Streamlit 1.67) derives a chart's identity from its
-  data, so every redraw mounts a new chart, with a blank frame (a flicker)
-  and a lost zoom on every tick. The page instead keeps one plotly.js chart
-  in a small component and redraws it with ``Plotly.react``, which honours
-  ``uirevision``. plotly.js is the copy shipped inside the plotly package,
-  sent once per session.
+* ``LabRun.traces(start, stride)`` are what the live chart streams
+  (``clipviz.app.stream``): the records after step ``start``. The chart
+  itself is browser code (``pages/components/live_chart/``): ``st.plotly_chart``
+  (Streamlit 1.67) derives a chart's identity from its data, so every redraw
+  would mount a new chart, with a blank frame (a flicker) and a lost zoom.
 
 No Streamlit here; ``pages/lab.py`` is the thin page on top.
 """
@@ -24,17 +22,11 @@ No Streamlit here; ``pages/lab.py`` is the thin page on top.
 from __future__ import annotations
 
 import dataclasses
-import functools
-import html
 import math
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from urllib.parse import parse_qs
-
-import plotly
-import plotly.graph_objects as go
-import plotly.io as pio
 
 from clipviz.app import urlkeys
 from clipviz.app.urlkeys import plain_markdown
@@ -211,6 +203,7 @@ class LabRun:
         if twin is not None and (twin.seed, twin.batch_size) != (config.seed, config.batch_size):
             raise ValueError("a twin must share the seed and batch size to see the same batches")
         self.dataset = dataset
+        self.id = uuid.uuid4().hex[:12]  # this run, for the live chart (its stream's revision)
         self.trainers = [Trainer(c, dataset=dataset) for c in (config, twin) if c is not None]
 
     def close(self) -> None:
@@ -287,11 +280,15 @@ class LabRun:
             for t in traces
         ]
 
-    def traces(self) -> list[RunTrace]:
+    def traces(self, start: int = 0, stride: int | None = None) -> list[RunTrace]:
+        """Each run's trace, with the records after step ``start`` (streamed with a ``stride``)."""
         name = loss_name(self.config)
         return [
             dataclasses.replace(
-                RunTrace.from_result(trainer.result(), label, secondary=i > 0), loss_name=name
+                RunTrace.from_result(
+                    trainer.result(), label, secondary=i > 0, start=start, stride=stride
+                ),
+                loss_name=name,
             )
             for i, (label, trainer) in enumerate(self.labelled())
         ]
@@ -357,15 +354,6 @@ def diagnose(trainer: Trainer) -> Diagnosis:
     return Diagnosis(headline(explosion), where_text(explosion), findings)
 
 
-def colour_key(run: LabRun) -> str:
-    """An HTML line naming the colour of each run (blue clipped, vermillion unclipped)."""
-    parts = [
-        f'<span style="color:{colour};opacity:{opacity}">&#9632;</span> {html.escape(name)}'
-        for colour, name, opacity in run.colour_key()
-    ]
-    return "<small>" + " &nbsp;·&nbsp; ".join(parts) + "</small>"
-
-
 def finding_text(finding: Finding) -> str:
     return f"**{finding.sign.title}** (step {finding.step}): {finding.detail}."
 
@@ -379,43 +367,3 @@ NO_FIX_WORKS = (
     "None of the usual fixes works on its own here: each was tried from the same start on "
     "the same batches, and this is what it did."
 )
-
-
-# ---- the live chart in the browser -------------------------------------------------------
-
-LIVE_CHART_HTML = '<div class="clipviz-live-chart" style="width: 100%; height: 860px"></div>'
-
-# The component's code: parse the figure, redraw it in place, follow resizes.
-# Until plotly.js has loaded, draws wait in a queue the loader empties.
-LIVE_CHART_JS = """
-export default function ({ data, parentElement }) {
-  const el = parentElement.querySelector(".clipviz-live-chart");
-  const draw = () => {
-    const figure = JSON.parse(data);
-    el.style.height = `${figure.layout.height}px`;
-    window.Plotly.react(el, figure.data, figure.layout, figure.config);
-    if (!el.clipvizResize) {
-      el.clipvizResize = new ResizeObserver(() => window.Plotly.Plots.resize(el));
-      el.clipvizResize.observe(el);
-    }
-  };
-  if (window.Plotly) draw();
-  else (window.clipvizWaiting = window.clipvizWaiting || []).push(draw);
-}
-"""
-
-
-@functools.lru_cache(maxsize=1)
-def plotly_loader_js() -> str:
-    """plotly.js (the plotly package's own copy) as a component module, run once per page."""
-    source = (Path(plotly.__file__).parent / "package_data" / "plotly.min.js").read_text()
-    return (
-        f"if (!window.Plotly) {{\n{source}\n}}\n"
-        "export default function () {\n"
-        "  (window.clipvizWaiting || []).splice(0).forEach((draw) => draw());\n}\n"
-    )
-
-
-def figure_json(figure: go.Figure, config: dict) -> str:
-    """A figure and its plotly.js config as the JSON the live chart draws."""
-    return pio.to_json({**figure.to_dict(), "config": config}, validate=False)

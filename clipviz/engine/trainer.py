@@ -549,23 +549,28 @@ class Trainer:
         self.epochs_done += 1
 
     # ---- records -------------------------------------------------------
-    def records(self, lane: int = 0) -> dict[str, np.ndarray]:
-        """Per-step records of one lane so far: arrays of length ``step_count``."""
+    def records(self, lane: int = 0, start: int = 0) -> dict[str, np.ndarray]:
+        """Per-step records of one lane so far: arrays of length ``step_count``.
+
+        ``start`` leaves out the first ``start`` steps (a live chart asks only
+        for the steps it has not drawn yet); ``step`` still numbers them from 1.
+        """
         s = self.step_count
-        out = {"step": np.arange(1, s + 1), "epoch": np.arange(s) / self.batches_per_epoch}
+        a = min(max(0, start), s)
+        out = {"step": np.arange(a + 1, s + 1), "epoch": np.arange(a, s) / self.batches_per_epoch}
         if self.record == "full":
-            values = self._stats[:s, :, lane].double().numpy()
+            values = self._stats[a:s, :, lane].double().numpy()
             for i, name in enumerate(STEP_FIELDS):
                 out[name] = values[:, i]
-            out["layer_grad_norm"] = self._layer_norms[:s, :, lane].double().numpy()
-            out["layer_grad_norm_after"] = self._layer_norms_after[:s, :, lane].double().numpy()
+            out["layer_grad_norm"] = self._layer_norms[a:s, :, lane].double().numpy()
+            out["layer_grad_norm_after"] = self._layer_norms_after[a:s, :, lane].double().numpy()
             if self._layer_units is not None:  # AGC: the share of each layer's units clipped
-                out["layer_units_clipped"] = self._layer_units[:s, :, lane].double().numpy()
+                out["layer_units_clipped"] = self._layer_units[a:s, :, lane].double().numpy()
         else:
-            out["loss"] = self._loss[:s, lane].double().numpy()
-            out["grad_norm"] = self._grad_norm[:s, lane].double().numpy()
+            out["loss"] = self._loss[a:s, lane].double().numpy()
+            out["grad_norm"] = self._grad_norm[a:s, lane].double().numpy()
         if self._hidden is not None:
-            out["hidden_grad_norm"] = self._hidden[:s, :, lane].double().numpy()
+            out["hidden_grad_norm"] = self._hidden[a:s, :, lane].double().numpy()
         return out
 
     def epoch_records(

@@ -17,11 +17,29 @@ as plain dicts wrapped without Plotly's validation (which costs more than
 the drawing); the dicts use only attributes Plotly documents, and their axis
 margins are fixed because plotly.js's ``automargin`` redraws a figure until
 its labels fit, doubling the cost of every redraw.
+
+A ``RunTrace`` with a ``stride`` is *streamed* (the Training Lab's live chart,
+``clipviz.app.stream``): the figure of a run's first steps and the figures of
+the steps after them, built one slice at a time, add up to the figure of the
+whole run. So every trace exists from step 0 (empty until there is data) and
+carries a ``uid``; no thinning depends on how many steps there are so far.
+Runs up to ``STREAM_STEPS`` steps keep every point (stride 1); a longer run
+keeps the highest and lowest value of each block of ``stride`` steps, blocks
+counted from step 1, so a slice that starts on a block boundary thins the way
+the whole run would. Clipped-step markers keep the first clipped step of each
+block of ``marker_block`` steps (about ``MAX_MARKERS`` a run); a slice carries
+the steps since its first marker block began as context (``drawn_from``), so
+it marks what the whole run would. The per-layer heatmap keeps each block's
+largest norm per layer.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import re
+import warnings
+import zlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -33,6 +51,7 @@ from clipviz.figures.style import HEAT, NEUTRAL, THRESHOLD, layout_spec, run_col
 MAX_POINTS = 2000
 HEATMAP_COLUMNS = 600
 MAX_MARKERS = 150
+STREAM_STEPS = 10_000  # a streamed run keeps every step up to this length (see stream_stride)
 FAINT = 0.5  # opacity factor of a secondary run drawn in the primary's colour
 
 
@@ -52,6 +71,11 @@ class RunTrace:
     batches_per_epoch: int | None = None  # where the epoch losses sit on the step axis
     secondary: bool = False  # a comparison run: drawn fainter when colours coincide
     adaptive: bool = False  # its threshold changes from step to step (AutoClip, ZClip)
+    classifies: bool = False  # its epochs carry an accuracy (the digits)
+    skips: bool = False  # skip_nonfinite: steps whose loss or gradient was not finite are skipped
+    stride: int | None = None  # None: thinned to MAX_POINTS; an int: streamed (module docstring)
+    planned_steps: int | None = None  # the run's length when it ends normally
+    drawn_from: int = 0  # a streamed slice: records up to this step are context, not drawn
 
     @classmethod
     def from_result(
@@ -61,11 +85,27 @@ class RunTrace:
         *,
         original_units: bool = False,
         secondary: bool = False,
+        start: int = 0,
+        stride: int | None = None,
     ) -> RunTrace:
         """A run's result, ready to draw. ``original_units`` shows a regression's MSE
-        (per step and per epoch) in the target's own units instead of the trained ones."""
+        (per step and per epoch) in the target's own units instead of the trained ones.
+
+        ``start``: only the records from step ``start + 1`` on. ``stride`` streams
+        the trace (module docstring): a slice after ``start`` also holds the steps
+        since the start of its marker block, as context (``drawn_from``), and only
+        the epochs that end after ``start``.
+        """
         cfg = result.config
         records, epochs = result.records, result.epochs
+        if start > 0:
+            context = start
+            if stride is not None:
+                context = start - start % marker_block(result.total_steps, stride)
+            keep = records["step"] > context
+            records = {key: values[keep] for key, values in records.items()}
+            ended_after = np.asarray(epochs["epoch"]) * result.batches_per_epoch > start
+            epochs = {key: np.asarray(values)[ended_after] for key, values in epochs.items()}
         if original_units and result.kind == "regression":
             records = {**records, "loss": result.to_original_mse(records["loss"])}
             epochs = {
@@ -86,11 +126,48 @@ class RunTrace:
             batches_per_epoch=result.batches_per_epoch,
             secondary=secondary,
             adaptive=cfg.clip_mode in ("autoclip", "zclip"),
+            classifies=result.kind == "classification",
+            skips=bool(cfg.skip_nonfinite),
+            stride=stride,
+            planned_steps=result.total_steps,
+            drawn_from=start if stride is not None else 0,
         )
 
     @property
     def steps(self) -> int:
         return len(self.records.get("step", ()))
+
+    @property
+    def streamed(self) -> bool:
+        return self.stride is not None
+
+
+def marker_block(planned_steps: int, stride: int) -> int:
+    """Steps per block of the clipped-step markers of a streamed run: about MAX_MARKERS a run."""
+    per = max(1, math.ceil(planned_steps / MAX_MARKERS))
+    return max(stride, math.ceil(per / stride) * stride)  # a whole number of point blocks
+
+
+def streamed_slice(trace: RunTrace, start: int) -> RunTrace:
+    """What ``RunTrace.from_result(..., start=start)`` gives, cut from a whole streamed trace."""
+    context = start - start % marker_block(trace.planned_steps or trace.steps, trace.stride or 1)
+    steps = trace.records["step"]
+    keep = steps > context
+    epochs = trace.epochs
+    if epochs and trace.batches_per_epoch:
+        ended_after = np.asarray(epochs["epoch"]) * trace.batches_per_epoch > start
+        epochs = {key: np.asarray(values)[ended_after] for key, values in epochs.items()}
+    return dataclasses.replace(
+        trace,
+        records={key: values[keep] for key, values in trace.records.items()},
+        epochs=epochs,
+        drawn_from=start,
+    )
+
+
+def stream_stride(total_steps: int, kept: int = STREAM_STEPS) -> int:
+    """Steps per block of a streamed run of ``total_steps``: 1 (every step) up to ``kept``."""
+    return max(1, math.ceil(total_steps / kept))
 
 
 def finite_or_nan(values: np.ndarray) -> np.ndarray:
@@ -124,6 +201,79 @@ def thin(n: int, values: np.ndarray | None = None, max_points: int = MAX_POINTS)
     lowest = np.argmin(np.where(finite, block, np.inf), axis=1)
     keep = np.concatenate([starts + highest, starts + lowest, [n - 1]])
     return np.unique(keep)
+
+
+def block_extremes(steps: np.ndarray, values: np.ndarray, stride: int) -> np.ndarray:
+    """Indices of the highest and lowest finite value in each block of ``stride`` steps.
+
+    Blocks are counted from step 1 (steps 1..stride, stride+1..2*stride, ...),
+    whatever the first step in ``steps``, so thinning a run slice by slice
+    gives the same points as thinning it whole, as long as each slice starts
+    on a block boundary. A block with no finite value keeps its first point
+    (a gap in the line). Every index with ``stride`` 1.
+    """
+    n = len(steps)
+    if stride <= 1 or n == 0:
+        return np.arange(n)
+    offset = int(steps[0] - 1) % stride
+    padded = np.full(offset + n + (-(offset + n)) % stride, np.nan)
+    padded[offset : offset + n] = np.asarray(values, dtype=float)
+    block = padded.reshape(-1, stride)
+    finite = np.isfinite(block)
+    highest = np.argmax(np.where(finite, block, -np.inf), axis=1)
+    lowest = np.argmin(np.where(finite, block, np.inf), axis=1)
+    first = np.maximum(0, offset - np.arange(len(block)) * stride)  # first real point per row
+    none = ~finite.any(axis=1)
+    highest[none] = lowest[none] = first[none]
+    rows = np.arange(len(block)) * stride - offset
+    keep = np.concatenate([rows + highest, rows + lowest])
+    return np.unique(keep[(keep >= 0) & (keep < n)])
+
+
+def _drawn(trace: RunTrace, idx: np.ndarray) -> np.ndarray:
+    """``idx`` without the points of a streamed slice's context (steps up to ``drawn_from``)."""
+    if not trace.drawn_from or not len(idx):
+        return idx
+    return idx[trace.records["step"][idx] > trace.drawn_from]
+
+
+def _point_indices(trace: RunTrace, y: np.ndarray) -> np.ndarray:
+    if trace.streamed:
+        return _drawn(trace, block_extremes(trace.records["step"], y, trace.stride))
+    return thin(len(y), y)
+
+
+def _marker_indices(trace: RunTrace, where: np.ndarray) -> np.ndarray:
+    """Which clipped steps get a marker: at most about ``MAX_MARKERS`` per run."""
+    if not trace.streamed:
+        return where[thin(len(where), max_points=MAX_MARKERS)]
+    # Streamed: the first clipped step of each marker block; a slice holds its
+    # first block from the block's start (context), so it marks what the whole run would.
+    block = marker_block(trace.planned_steps or trace.steps, trace.stride)
+    blocks = (trace.records["step"][where] - 1) // block
+    return _drawn(trace, where[np.unique(blocks, return_index=True)[1]])
+
+
+def _heatmap_columns(trace: RunTrace, norms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(steps, norms per column) of the per-layer heatmap: thinned, or per block when streamed."""
+    steps = trace.records["step"]
+    if not trace.streamed:
+        n = norms.shape[0]
+        idx = np.unique(np.linspace(0, n - 1, min(n, HEATMAP_COLUMNS)).astype(int))
+        return steps[idx], finite_or_nan(norms[idx])
+    stride = trace.stride
+    if trace.drawn_from:
+        new = steps > trace.drawn_from  # the context's blocks were sent already
+        steps, norms = steps[new], norms[new]
+    if stride <= 1 or not len(steps):
+        return steps, finite_or_nan(norms)
+    blocks = (steps - 1) // stride
+    starts = np.flatnonzero(np.r_[True, blocks[1:] != blocks[:-1]])
+    values = finite_or_nan(norms)
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN block stays NaN
+        largest = np.stack([np.nanmax(part, axis=0) for part in np.split(values, starts[1:])])
+    return steps[starts], largest
 
 
 # ---- plain-dict building blocks ------------------------------------------
@@ -175,6 +325,16 @@ def _shared_colour(traces: list[RunTrace]) -> bool:
     return len({t.clipped for t in traces}) < len(traces)
 
 
+def trace_uid(run: int, series: str) -> str:
+    """A trace's stable identity (run number and series) for the live chart's updates.
+
+    plotly.js builds CSS class names from uids, so a uid is letters, digits and
+    dashes only; the checksum keeps two names apart that differ only in symbols.
+    """
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", series).strip("-")
+    return f"run{run}-{slug}-{zlib.crc32(series.encode()) & 0xFFFF:04x}"
+
+
 class _Names:
     """Legend names: prefixed by the run in separate charts, or one entry per style.
 
@@ -186,17 +346,20 @@ class _Names:
     def __init__(self, traces: list[RunTrace], *, per_style: bool):
         self.per_style = per_style
         self.multiple = len(traces) > 1
+        self.index = {id(trace): i for i, trace in enumerate(traces)}
 
     def __call__(self, trace: RunTrace, name: str) -> dict:
+        uid = {"uid": trace_uid(self.index.get(id(trace), 0), name)}
         if self.per_style:
             return {
                 "name": name,
                 "legendgroup": name,
                 "showlegend": trace is not None and not trace.secondary,
                 "hovername": f"{trace.label}: {name}" if self.multiple else name,
+                **uid,
             }
         full = f"{trace.label}: {name}" if self.multiple else name
-        return {"name": full, "hovername": full}
+        return {"name": full, "hovername": full, **uid}
 
 
 def _series(
@@ -211,7 +374,7 @@ def _series(
     colour: str | None = None,
 ) -> dict:
     y = trace.records[key]
-    idx = thin(len(y), y)
+    idx = _point_indices(trace, y)
     hover = names.pop("hovername")
     return {
         "type": "scatter",
@@ -232,15 +395,23 @@ def _skip_marks(trace: RunTrace, ax: _Axes, names: _Names, opacity: float) -> di
     norm was not finite, so it has no point of its own on a log axis)."""
     records = trace.records
     where = np.nonzero(np.nan_to_num(records["skipped"]) > 0)[0]
-    where = where[thin(len(where), max_points=MAX_MARKERS)]
-    finite = records["grad_norm"][np.isfinite(records["grad_norm"])]
-    top = float(finite.max()) if finite.size else 1.0
+    norms = records["grad_norm"]
+    if trace.streamed:
+        # Streamed, a mark cannot wait for the run's top: it sits at the largest finite
+        # norm of its marker block up to it, which a slice holds as context (module
+        # docstring), so slices mark what the whole run would.
+        where = _marker_indices(trace, where)
+        y = np.array([_block_top(trace, i) for i in where], dtype=float)
+    else:
+        where = where[thin(len(where), max_points=MAX_MARKERS)]
+        finite = norms[np.isfinite(norms)]
+        y = np.full(len(where), float(finite.max()) if finite.size else 1.0)
     entry = names(trace, "skipped steps (not finite)")
     entry.pop("hovername")
     return {
         "type": "scatter",
         "x": records["step"][where],
-        "y": np.full(len(where), top),
+        "y": y,
         "mode": "markers",
         **entry,
         "marker": {"color": NEUTRAL, "size": 8, "symbol": "triangle-down"},
@@ -249,6 +420,22 @@ def _skip_marks(trace: RunTrace, ax: _Axes, names: _Names, opacity: float) -> di
         "yaxis": ax.y,
         "hovertemplate": "step %{x} skipped: its loss or gradient was not finite<extra></extra>",
     }
+
+
+def _block_top(trace: RunTrace, index: int) -> float:
+    """The largest finite gradient norm of a streamed skip mark's marker block up to it
+    (else the rule's threshold at the step, else 1)."""
+    steps, norms = trace.records["step"], trace.records["grad_norm"]
+    block = marker_block(trace.planned_steps or trace.steps, trace.stride or 1)
+    first = (int(steps[index]) - 1) // block * block + 1
+    part = norms[(steps >= first) & (steps <= steps[index])]
+    part = part[np.isfinite(part)]
+    if part.size:
+        return float(part.max())
+    threshold = trace.records.get("clip_threshold")
+    if threshold is not None and np.isfinite(threshold[index]):
+        return float(threshold[index])
+    return 1.0
 
 
 def _explosion_marks(trace: RunTrace, ax: _Axes, *, label: bool = True) -> _Panel:
@@ -397,7 +584,7 @@ def _loss_panel(traces: list[RunTrace], ax: _Axes, names: _Names) -> _Panel:
     panel = _Panel()
     shared = _shared_colour(traces)
     for trace in traces:
-        if trace.steps:
+        if trace.steps or trace.streamed:
             panel.data.append(
                 _series(
                     trace,
@@ -408,8 +595,13 @@ def _loss_panel(traces: list[RunTrace], ax: _Axes, names: _Names) -> _Panel:
                     opacity=_opacity(trace, shared, 0.55),
                 )
             )
-        if trace.epochs and len(trace.epochs.get("epoch", [])):
-            x = trace.epochs["epoch"] * _batches_per_epoch(trace)
+        if trace.streamed or (trace.epochs and len(trace.epochs.get("epoch", []))):
+            epoch = np.asarray(trace.epochs.get("epoch", ()), dtype=float)
+            x = epoch * _batches_per_epoch(trace)
+            if trace.streamed:  # the style must not change as the epochs arrive
+                few = (trace.planned_steps or 0) < 60 * _batches_per_epoch(trace)
+            else:
+                few = len(x) < 60
             for key, name, dash, symbol in (
                 ("train_loss", "train loss (epoch)", "solid", "circle"),
                 ("test_loss", "test loss (epoch)", "dash", "diamond"),
@@ -420,13 +612,13 @@ def _loss_panel(traces: list[RunTrace], ax: _Axes, names: _Names) -> _Panel:
                     {
                         "type": "scatter",
                         "x": x,
-                        "y": finite_or_nan(trace.epochs[key]),
-                        "mode": "lines+markers" if len(x) < 60 else "lines",
+                        "y": finite_or_nan(trace.epochs.get(key, ())),
+                        "mode": "lines+markers" if few else "lines",
                         **entry,
                         "line": {"color": run_colour(trace.clipped), "dash": dash, "width": 2.2},
                         "marker": {"symbol": symbol, "size": 6},
                         "opacity": _opacity(trace, shared),
-                        "customdata": trace.epochs["epoch"],
+                        "customdata": epoch,
                         "xaxis": ax.x,
                         "yaxis": ax.y,
                         "hovertemplate": f"{hover}<br>epoch %{{customdata}} (step %{{x}})"
@@ -439,7 +631,9 @@ def _loss_panel(traces: list[RunTrace], ax: _Axes, names: _Names) -> _Panel:
 
 def has_accuracy(traces: list[RunTrace]) -> bool:
     """True when a run classifies (the digits): its epochs carry an accuracy."""
-    return any(len(t.epochs.get("test_accuracy", ())) for t in traces)
+    return any(
+        (t.streamed and t.classifies) or len(t.epochs.get("test_accuracy", ())) for t in traces
+    )
 
 
 def _accuracy_panel(traces: list[RunTrace], ax: _Axes, names: _Names) -> _Panel:
@@ -453,9 +647,14 @@ def _accuracy_panel(traces: list[RunTrace], ax: _Axes, names: _Names) -> _Panel:
     shared = _shared_colour(traces)
     for trace in traces:
         epochs = trace.epochs
-        if not len(epochs.get("test_accuracy", ())):
+        if not (trace.streamed and trace.classifies) and not len(epochs.get("test_accuracy", ())):
             continue
-        x = epochs["epoch"] * _batches_per_epoch(trace)
+        epoch = np.asarray(epochs.get("epoch", ()), dtype=float)
+        x = epoch * _batches_per_epoch(trace)
+        if trace.streamed:  # the style must not change as the epochs arrive
+            few = (trace.planned_steps or 0) < 60 * _batches_per_epoch(trace)
+        else:
+            few = len(x) < 60
         for key, name, dash, symbol in (
             ("train_accuracy", "train accuracy (epoch, %)", "dot", "square-open"),
             ("test_accuracy", "test accuracy (epoch, %)", "dashdot", "triangle-up-open"),
@@ -466,13 +665,13 @@ def _accuracy_panel(traces: list[RunTrace], ax: _Axes, names: _Names) -> _Panel:
                 {
                     "type": "scatter",
                     "x": x,
-                    "y": 100 * finite_or_nan(epochs[key]),
-                    "mode": "lines+markers" if len(x) < 60 else "lines",
+                    "y": 100 * finite_or_nan(np.asarray(epochs.get(key, ()), dtype=float)),
+                    "mode": "lines+markers" if few else "lines",
                     **entry,
                     "line": {"color": run_colour(trace.clipped), "dash": dash, "width": 1.6},
                     "marker": {"symbol": symbol, "size": 7},
                     "opacity": _opacity(trace, shared),
-                    "customdata": epochs["epoch"],
+                    "customdata": epoch,
                     "xaxis": ax.x,
                     "yaxis": ax.y,
                     "hovertemplate": f"{hover}<br>epoch %{{customdata}} (step %{{x}})"
@@ -503,7 +702,7 @@ def _grad_panel(traces: list[RunTrace], ax: _Axes, names: _Names, *, label=True)
     for trace in traces:
         opacity = _opacity(trace, shared)
         records = trace.records
-        if trace.steps:
+        if trace.steps or trace.streamed:
             panel.data.append(
                 _series(
                     trace, "grad_norm", names(trace, "‖g‖ before clipping"), ax, opacity=opacity
@@ -548,13 +747,16 @@ def _grad_panel(traces: list[RunTrace], ax: _Axes, names: _Names, *, label=True)
                     )
                 )
             skipped = records.get("skipped")
-            if skipped is not None and np.nan_to_num(skipped).any():
+            # Streamed, every trace exists from the start (the browser appends to it).
+            if skipped is not None and (
+                (trace.streamed and trace.skips) or np.nan_to_num(skipped).any()
+            ):
                 panel.data.append(_skip_marks(trace, ax, names, opacity))
             clipped = records.get("clipped")
             if trace.clipped and clipped is not None:
                 where = np.nonzero(np.nan_to_num(clipped) > 0)[0]
-                if len(where):
-                    where = where[thin(len(where), max_points=MAX_MARKERS)]
+                if len(where) or trace.streamed:
+                    where = _marker_indices(trace, where)
                     entry = names(trace, "clipped steps")
                     entry.pop("hovername")
                     colour = run_colour(trace.clipped)
@@ -594,17 +796,19 @@ def _grad_panel(traces: list[RunTrace], ax: _Axes, names: _Names, *, label=True)
 def _layer_panel(trace: RunTrace, ax: _Axes, colorbar: dict) -> _Panel:
     panel = _Panel()
     norms = trace.records.get("layer_grad_norm")
-    if norms is not None and len(norms):
-        n = norms.shape[0]
-        idx = np.unique(np.linspace(0, n - 1, min(n, HEATMAP_COLUMNS)).astype(int))
-        values = finite_or_nan(norms[idx]).T
+    if norms is None and trace.streamed:
+        norms = np.zeros((0, len(trace.layer_names)))
+    if norms is not None and (len(norms) or trace.streamed):
+        steps, columns = _heatmap_columns(trace, norms)
+        values = columns.T  # layers x steps: a streamed update appends to every row
         with np.errstate(divide="ignore", invalid="ignore"):
             z = np.log10(values)
         z = np.where(np.isfinite(z), z, np.nan)
         panel.data.append(
             {
                 "type": "heatmap",
-                "x": trace.records["step"][idx],
+                "uid": "layers",
+                "x": steps,
                 "y": list(trace.layer_names),
                 "z": z,
                 "colorscale": HEAT,
@@ -638,7 +842,7 @@ def _weights_panels(
     panel = _Panel()
     shared = _shared_colour(traces)
     for trace in traces:
-        if not trace.steps:
+        if not (trace.steps or trace.streamed):
             continue
         opacity = _opacity(trace, shared)
         panel.data.append(
@@ -789,6 +993,16 @@ def lab_figure(traces: list[RunTrace], *, revision: str = "lab", height: int = 8
     colour; each line style has one entry in the legend on top, which
     toggles it for every run.
     """
+    spec = lab_figure_spec(traces, revision=revision, height=height)
+    return _figure(spec["data"], spec["layout"])
+
+
+def lab_figure_spec(traces: list[RunTrace], *, revision: str = "lab", height: int = 860) -> dict:
+    """``lab_figure`` as the plain dict plotly.js draws: ``{"data": [...], "layout": {...}}``.
+
+    The live chart builds it from a slice of steps at every update
+    (``clipviz.app.stream``), so it skips the Figure object altogether.
+    """
     names = _Names(traces, per_style=True)
     loss_ax, grad_ax, layer_ax = _Axes("x", "y"), _Axes("x2", "y2"), _Axes("x3", "y3")
     norm_ax, ratio_ax = _Axes("x4", "y4"), _Axes("x5", "y5")
@@ -797,7 +1011,7 @@ def lab_figure(traces: list[RunTrace], *, revision: str = "lab", height: int = 8
     panel = _Panel(
         data=[
             {"type": "scatter", "x": [], "y": [], "xaxis": ax.x, "yaxis": ax.y}
-            | {"showlegend": False, "hoverinfo": "skip"}
+            | {"showlegend": False, "hoverinfo": "skip", "uid": f"axis-{ax.x}"}
             for ax in (loss_ax, grad_ax, layer_ax, norm_ax, ratio_ax)
         ]
     )
@@ -863,7 +1077,7 @@ def lab_figure(traces: list[RunTrace], *, revision: str = "lab", height: int = 8
         for name in ("yaxis", "yaxis2", "yaxis4", "yaxis5"):
             layout[name]["dtick"] = 1
     _plain_style(layout)
-    return _figure(panel.data, layout)
+    return {"data": panel.data, "layout": layout}
 
 
 def _plain_style(layout: dict) -> None:

@@ -1,9 +1,10 @@
 """Fixtures for end-to-end tests: the app served by `streamlit run`, and a real Chromium.
 
-* ``app_server`` (session): starts ``python -m streamlit run app.py`` from the
-  repository root on a free port, waits for ``/_stcore/health``, and stops it
-  at the end. It exposes ``base_url`` and the server's ``pid`` (to read its
-  memory).
+* ``app_server`` (session): starts ``python -m streamlit run serve.py`` (the
+  app as deployed: ``app.py`` plus the routes that serve plotly.js once per
+  browser) from the repository root on a free port, waits for
+  ``/_stcore/health``, and stops it at the end. It exposes ``base_url`` and the
+  server's ``pid`` (to read its memory).
 * ``base_url`` (session): the server's root URL, e.g. ``http://127.0.0.1:8501``.
 * ``browser`` (session): headless Chromium from ``$CHROMIUM`` or
   ``/usr/bin/chromium`` (or one on ``PATH``), driven by Playwright. Without
@@ -86,7 +87,7 @@ def app_server(tmp_path_factory) -> AppServer:
                 "-m",
                 "streamlit",
                 "run",
-                "app.py",
+                "serve.py",
                 "--server.port",
                 str(port),
                 "--server.headless",

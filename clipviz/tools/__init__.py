@@ -1,0 +1,1 @@
+"""Tools around the app (the command line's layer): the classroom load test."""
