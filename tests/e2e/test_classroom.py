@@ -101,12 +101,15 @@ def play_through_nginx(page: Page, base: str, seen: list[str]) -> None:
     page.get_by_role("button", name="Play", exact=True).click()
 
 
+DRAWN_JS = (
+    "() => { const gd = document.querySelector('.clipviz-live-chart');"
+    " const line = ((gd && gd._fullData) || []).find((t) => t.name === 'batch loss');"
+    " return line ? line._length : 0; }"
+)
+
+
 def drawn(page: Page) -> int:
-    return page.evaluate(
-        "() => { const gd = document.querySelector('.clipviz-live-chart');"
-        " const line = ((gd && gd._fullData) || []).find((t) => t.name === 'batch loss');"
-        " return line ? line._length : 0; }"
-    )
+    return page.evaluate(DRAWN_JS)
 
 
 def test_each_browser_stays_on_one_process_and_two_can_differ(browser, classroom):
@@ -125,9 +128,7 @@ def test_each_browser_stays_on_one_process_and_two_can_differ(browser, classroom
         play_through_nginx(page_b, base, seen_b)
 
         for page in (page_a, page_b):
-            deadline = time.monotonic() + 120
-            while drawn(page) < 100 and time.monotonic() < deadline:
-                time.sleep(0.5)
+            page.wait_for_function(f"() => ({DRAWN_JS})() >= 100", timeout=120_000)
             assert drawn(page) >= 100  # it plays: the websocket through nginx works
         assert set(seen_a) == {mine}, seen_a
         assert len(set(seen_b)) == 1 and seen_b[0] != mine, seen_b

@@ -44,20 +44,30 @@ def steps(page: Page) -> tuple[int, int]:
     return int(done.replace(",", "")), int(total.replace(",", ""))
 
 
+POINTS_JS = (
+    f"() => {{ const gd = document.querySelector('{CHART}');"
+    " const line = ((gd && gd._fullData) || []).find((t) => t.name === 'batch loss');"
+    " return line ? line._length : 0; }"
+)
+# The counter under the buttons: "Step 120 of 1,600 ...", read in the browser.
+STEPS_JS = (
+    "() => { const el = document.querySelector(\"[data-testid='stProgress']\");"
+    " const m = el && el.innerText.match(/Step ([\\d,]+) of ([\\d,]+)/);"
+    " return m ? [m[1], m[2]].map((x) => Number(x.replace(/,/g, ''))) : [-1, -2]; }"
+)
+
+
 def points_drawn(page: Page) -> int:
     """Points in the loss panel's batch-loss line, as plotly.js holds them."""
-    return page.evaluate(
-        f"() => {{ const gd = document.querySelector('{CHART}');"
-        " const line = ((gd && gd._fullData) || []).find((t) => t.name === 'batch loss');"
-        " return line ? line._length : 0; }"
+    return page.evaluate(POINTS_JS)
+
+
+def wait_for_points(page: Page, test: str, count: int, timeout: float) -> None:
+    """Playwright waits (in the browser) until the drawn points satisfy ``test``
+    (``>=``, ``>`` or ``==``) against ``count``."""
+    page.wait_for_function(
+        f"(n) => ({POINTS_JS})() {test} n", arg=count, timeout=int(timeout * 1000)
     )
-
-
-def wait_for(condition, timeout: float) -> None:
-    """Poll ``condition`` until it holds or ``timeout`` seconds pass (then assert on it)."""
-    deadline = time.monotonic() + timeout
-    while not condition() and time.monotonic() < deadline:
-        time.sleep(0.1)
 
 
 def finished(page: Page) -> bool:
@@ -66,8 +76,19 @@ def finished(page: Page) -> bool:
 
 
 def wait_until_finished(page: Page, timeout: float) -> None:
-    wait_for(lambda: finished(page), timeout)
-    assert finished(page), f"the run did not finish in {timeout} s: {steps(page)}"
+    page.wait_for_function(
+        f"() => {{ const [done, total] = ({STEPS_JS})(); return done === total; }}",
+        timeout=int(timeout * 1000),
+    )
+    assert finished(page), steps(page)
+
+
+def wait_until_reset(page: Page, timeout: float = 30) -> None:
+    """The Reset has landed: the counter is back at 0 and Play can be pressed."""
+    page.wait_for_function(f"() => ({STEPS_JS})()[0] === 0", timeout=int(timeout * 1000))
+    expect(page.get_by_role("button", name="Play", exact=True)).to_be_enabled(
+        timeout=int(timeout * 1000)
+    )
 
 
 def test_unscaled_preset_explodes_when_played(page: Page, base_url: str):
@@ -87,17 +108,13 @@ def test_clip_norm_preset_trains_to_the_end_without_exploding(page: Page, base_u
     open_lab(page, base_url, "preset=tutorial_clip_norm")
     press(page, "Play")
     # The first points may take a while on a busy machine; then the chart must grow.
-    wait_for(lambda: points_drawn(page) > 0, timeout=30)
-    seen = [points_drawn(page)]
-    for _ in range(2):
-        time.sleep(1.0)
-        seen.append(points_drawn(page))
-    assert seen[0] > 0 and seen[-1] > seen[0], seen  # the charts grow while playing
+    wait_for_points(page, ">", 0, timeout=30)
+    first = points_drawn(page)
+    wait_for_points(page, ">", first, timeout=30)  # the chart grows while playing
     wait_until_finished(page, timeout=90)
     assert steps(page) == (1600, 1600)
-    # The counter and the chart arrive in the same script run, but the chart is
-    # drawn a moment later (its JSON is parsed and redrawn in the browser).
-    wait_for(lambda: points_drawn(page) == 1600, timeout=15)
+    # The counter and the chart arrive together, but the chart is drawn a moment later.
+    wait_for_points(page, "==", 1600, timeout=15)
     assert points_drawn(page) == 1600
     assert explosion_alerts(page).count() == 0
 
@@ -139,10 +156,10 @@ def test_the_streamed_chart_sends_small_messages_and_ends_with_every_step(
     open_lab(page, base_url, "preset=tutorial_clip_norm")
     count_redraws(page)
     press(page, "Play")
-    wait_for(lambda: points_drawn(page) > 0, timeout=60)
+    wait_for_points(page, ">", 0, timeout=60)
     first_tick = len(frames)
     wait_until_finished(page, timeout=180)
-    wait_for(lambda: points_drawn(page) == 1600, timeout=30)
+    wait_for_points(page, "==", 1600, timeout=30)
     assert points_drawn(page) == 1600  # every step of the run, none thinned away
     sizes = [size for _, size in frames[first_tick:]]
     rate = redraw_rate(page)
@@ -182,25 +199,23 @@ def test_measure_top_speed_and_memory(page: Page, base_url: str, app_server, cap
     page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']")
     start = time.monotonic()
     press(page, "Play")
-    wait_for(lambda: points_drawn(page) == 1600, timeout=180)
+    wait_for_points(page, "==", 1600, timeout=180)
     top_speed_seconds = time.monotonic() - start
     assert points_drawn(page) == 1600 and finished(page)
 
     # Server memory over ten Play/Reset cycles (after one to warm up).
     def cycle():
         press(page, "Play")
-        time.sleep(0.8)
+        wait_for_points(page, ">", 0, timeout=30)  # it plays: steps arrive and are drawn
         press(page, "Reset")
         page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']")
-        # The Reset has landed when the counter is back at 0 and Play can be pressed.
-        play = page.get_by_role("button", name="Play", exact=True)
-        wait_for(lambda: steps(page)[0] == 0 and play.is_enabled(), timeout=30)
+        wait_until_reset(page)
 
     cycle()
     before = rss_mb(app_server.pid)
     for _ in range(10):
         cycle()
-    time.sleep(1.0)
+    page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']")
     after = rss_mb(app_server.pid)
     with capsys.disabled():
         print(
