@@ -27,6 +27,8 @@ import ast
 import contextlib
 import io
 import itertools
+import os
+import tempfile
 import time
 from pathlib import Path
 from urllib.parse import parse_qs
@@ -441,15 +443,25 @@ def subcommands(parser) -> dict:
     return dict(action.choices)
 
 
+def _small_log() -> str:
+    """A valid five-step gradient-norm log for ``diagnose FILE`` (written once)."""
+    path = Path(tempfile.gettempdir()) / f"clipviz-fuzz-log-{os.getpid()}.csv"
+    path.write_text("step,grad_norm\n1,0.5\n2,0.7\n3,1.2\n4,0.9\n5,3.0\n")
+    return str(path)
+
+
 def required_args(sub) -> list[str]:
-    """The smallest valid arguments of a subcommand's required options."""
+    """The smallest valid arguments of a subcommand's required options and positionals."""
     fill = {"--vector": "2,-6,8", "--mode": "norm", "--threshold": "4"}
-    return [
-        x
-        for a in sub._actions
-        if a.required
-        for x in (a.option_strings[0], fill[a.option_strings[0]])
-    ]
+    args: list[str] = []
+    for a in sub._actions:
+        if not a.required:
+            continue
+        if a.option_strings:
+            args += [a.option_strings[0], fill[a.option_strings[0]]]
+        else:  # a positional: the only one is diagnose's FILE
+            args.append(_small_log())
+    return args
 
 
 def assert_bounded(outcome: tuple[str, object]) -> None:
