@@ -392,12 +392,16 @@ class WouldRun(Exception):
 
 
 @pytest.fixture
-def dry_cli(monkeypatch):
-    """``cli.main`` with the work of each command replaced by a record of what it would do."""
+def dry_cli(monkeypatch, tmp_path):
+    """``cli.main`` with the work of each command replaced by a record of what it would do.
+
+    It runs in an empty temporary folder: ``train --records FILE`` opens FILE before
+    training, so the fuzz's values would otherwise become files in the repository."""
     from clipviz.engine import sweep
     from clipviz.engine.trainer import Trainer
     from clipviz.lessons import experiments
 
+    monkeypatch.chdir(tmp_path)
     seen: dict = {}
 
     def record(name):
