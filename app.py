@@ -5,6 +5,7 @@ order of the sidebar, and sets what every page shares.
 """
 
 import os
+from pathlib import Path
 
 import streamlit as st
 
@@ -52,9 +53,18 @@ PAGES = [
 
 if os.environ.get("CLIPVIZ_REPLICA"):  # set by deploy/serve-local: which process serves this tab
     st.sidebar.caption(f"Server process {os.environ['CLIPVIZ_REPLICA']}")
+# Chart text alternatives, keyboard-reachable formulas and readable code on every page;
+# the browser code and what it does: pages/components/a11y/.
+A11Y = Path(__file__).parent / "pages" / "components" / "a11y"
+A11Y_JS, A11Y_CSS = (A11Y / "a11y.js").read_text(), (A11Y / "a11y.css").read_text()
 
 page = st.navigation(PAGES, position="sidebar")
 # Every page's URL is checked before the page reads it (url_guard; the keys of every
 # page are declared once, in clipviz.app.urlkeys.PAGE_URLS).
 guard_page(page.url_path)
+with st.sidebar:
+    a11y = st.components.v2.component(
+        "clipviz_a11y", js=A11Y_JS, css=A11Y_CSS, isolate_styles=False
+    )
+    a11y(key="clipviz_a11y")
 page.run()

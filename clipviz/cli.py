@@ -460,8 +460,8 @@ def _open_for_writing(path: str):
     """The file ``--records`` names, opened before training so a bad path fails at once."""
     try:
         return open(path, "w", newline="", encoding="utf-8")  # noqa: SIM115 (closed by the caller)
-    except OSError as error:
-        reason = error.strerror or type(error).__name__
+    except (OSError, ValueError) as error:  # ValueError: a NUL byte in the path
+        reason = getattr(error, "strerror", None) or str(error) or type(error).__name__
         raise UsageError(f"argument --records: cannot write {path!r}: {reason}") from None
 
 
@@ -637,6 +637,8 @@ def cmd_diagnose(args) -> str:
         raise UsageError(f"{path}: is a folder, not a file") from None
     except OSError as error:
         raise UsageError(f"{path}: cannot be read ({error.strerror or error})") from None
+    except ValueError:  # a NUL byte in the name
+        raise UsageError(f"{path!r}: not a file name") from None
     log = yourrun.read_log(
         data, filename=os.path.basename(path), max_bytes=budget.MAX_LOG_FILE_BYTES
     )

@@ -27,6 +27,8 @@ import ast
 import contextlib
 import io
 import itertools
+import os
+import tempfile
 import time
 from pathlib import Path
 from urllib.parse import parse_qs
@@ -390,12 +392,16 @@ class WouldRun(Exception):
 
 
 @pytest.fixture
-def dry_cli(monkeypatch):
-    """``cli.main`` with the work of each command replaced by a record of what it would do."""
+def dry_cli(monkeypatch, tmp_path):
+    """``cli.main`` with the work of each command replaced by a record of what it would do.
+
+    It runs in an empty temporary folder: ``train --records FILE`` opens FILE before
+    training, so the fuzz's values would otherwise become files in the repository."""
     from clipviz.engine import sweep
     from clipviz.engine.trainer import Trainer
     from clipviz.lessons import experiments
 
+    monkeypatch.chdir(tmp_path)
     seen: dict = {}
 
     def record(name):
@@ -441,15 +447,25 @@ def subcommands(parser) -> dict:
     return dict(action.choices)
 
 
+def _small_log() -> str:
+    """A valid five-step gradient-norm log for ``diagnose FILE`` (written once)."""
+    path = Path(tempfile.gettempdir()) / f"clipviz-fuzz-log-{os.getpid()}.csv"
+    path.write_text("step,grad_norm\n1,0.5\n2,0.7\n3,1.2\n4,0.9\n5,3.0\n")
+    return str(path)
+
+
 def required_args(sub) -> list[str]:
-    """The smallest valid arguments of a subcommand's required options."""
+    """The smallest valid arguments of a subcommand's required options and positionals."""
     fill = {"--vector": "2,-6,8", "--mode": "norm", "--threshold": "4"}
-    return [
-        x
-        for a in sub._actions
-        if a.required
-        for x in (a.option_strings[0], fill[a.option_strings[0]])
-    ]
+    args: list[str] = []
+    for a in sub._actions:
+        if not a.required:
+            continue
+        if a.option_strings:
+            args += [a.option_strings[0], fill[a.option_strings[0]]]
+        else:  # a positional: the only one is diagnose's FILE
+            args.append(_small_log())
+    return args
 
 
 def assert_bounded(outcome: tuple[str, object]) -> None:

@@ -114,14 +114,35 @@ HTML_BUILDERS = {"colour_key", "plotly_loader_js"}
 COMPONENT_CONTENT = ("html", "js", "css")
 
 
-def _constant_or_builder(node: ast.AST) -> bool:
-    """A string literal, a module constant (UPPER_CASE) or a call to an allowed builder."""
+# What a user controls, as it appears in source: an UPPER_CASE name assigned from any of
+# these is not a constant.
+USER_INPUT = ("query_params", "file_uploader", "session_state", "getvalue", "text_input",
+              "text_area", "chat_input", "camera_input", "data_editor", "environ", "argv",
+              "state[", "state.get")  # fmt: skip
+
+
+def _assigned_from_user_input(tree: ast.AST | None, name: str) -> bool:
+    """True when ``name`` is assigned anywhere in ``tree`` from something a user controls."""
+    if tree is None:
+        return False
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assign | ast.AnnAssign | ast.AugAssign) and node.value:
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names = {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)}
+            if name in names and any(s in ast.unparse(node.value) for s in USER_INPUT):
+                return True
+    return False
+
+
+def _constant_or_builder(node: ast.AST, tree: ast.AST | None = None) -> bool:
+    """A string literal, a module constant (UPPER_CASE, not assigned from user input) or a
+    call to an allowed builder."""
     if isinstance(node, ast.Constant) and isinstance(node.value, str):
         return True
     name = dotted(node)
     last = name.split(".")[-1].rstrip("()")
     if isinstance(node, ast.Name | ast.Attribute):
-        return last.isupper()
+        return last.isupper() and not _assigned_from_user_input(tree, last)
     return isinstance(node, ast.Call) and last in HTML_BUILDERS
 
 
@@ -129,6 +150,7 @@ def unsafe_html_sites(sources: list[Path] = SOURCES) -> list[tuple[str, int, str
     """(file, line, call, fed only by constants or allowed builders) of every HTML sink."""
     sites = []
     for path in sources:
+        tree = ast.parse(path.read_text(), str(path))
         for node, name in calls(path):
             keywords = {k.arg: k.value for k in node.keywords}
             unsafe = keywords.get("unsafe_allow_html")
@@ -139,13 +161,13 @@ def unsafe_html_sites(sources: list[Path] = SOURCES) -> list[tuple[str, int, str
                 and name.split(".")[0] in ("st", "components")
             ):
                 content = node.args[0] if node.args else keywords.get("body")
-                ok = content is not None and _constant_or_builder(content)
+                ok = content is not None and _constant_or_builder(content, tree)
                 sites.append((relative(path), node.lineno, name, ok))
             elif name.endswith("components.v2.component") or name.endswith(
                 "components.declare_component"
             ):
                 parts = [keywords[k] for k in COMPONENT_CONTENT if k in keywords]
-                ok = all(_constant_or_builder(p) for p in parts)
+                ok = all(_constant_or_builder(p, tree) for p in parts)
                 sites.append((relative(path), node.lineno, name, ok))
     return sites
 
@@ -169,11 +191,22 @@ def test_the_html_scan_flags_text_from_the_link_or_an_upload(tmp_path):
         "st.html(st.file_uploader('f').getvalue().decode())\n"
         "st.markdown(lab.colour_key(run), unsafe_allow_html=True)\n"
         "st.markdown('**fine**')\n"
+        "BANNER = st.query_params.get('banner', '')\n"
+        "st.markdown(BANNER, unsafe_allow_html=True)\n"
+        "UPLOADED = upload.getvalue().decode()\n"
+        "st.components.v2.component('x', html=UPLOADED)\n"
+        "st.markdown(name, unsafe_allow_html=flag)\n"
+        "SCRIPT = Path('pages/components/x.js').read_text()\n"
+        "st.components.v2.component('y', js=SCRIPT)\n"
     )
     assert [(line, ok) for _, line, _, ok in unsafe_html_sites([page])] == [
-        (3, False),
-        (4, False),
-        (5, True),
+        (3, False),  # from the link
+        (4, False),  # from an upload
+        (5, True),  # an escaping builder
+        (8, False),  # a "constant" read from the link
+        (10, False),  # a "constant" read from an upload
+        (11, False),  # unsafe_allow_html given anything but False
+        (13, True),  # the app's own file
     ]
 
 
@@ -269,6 +302,9 @@ ALLOWED_WRITES = {
     "clipviz/cli.py",
     # The fresh worker process's private temporary directory (see above).
     "clipviz/lessons/practice.py",
+    # ``GradientLog(model, path=...)``: a CSV the user's own training loop writes where
+    # they ask; no page uses it (checked below).
+    "clipviz/engine/gradlog.py",
 }
 
 
@@ -300,6 +336,17 @@ def test_no_page_or_library_code_writes_files_except_the_allowed_ones():
     outside = {site for site in found if site[0] not in ALLOWED_WRITES}
     assert not outside, f"files written (an upload must never reach disk): {sorted(outside)}"
     assert found, "the scan found no write at all: it is looking in the wrong place"
+    # The app never calls GradientLog (pages show how to use it, as text).
+    app_sources = [ROOT / "app.py", *(ROOT / "pages").rglob("*.py")]
+    app_sources += list((ROOT / "clipviz" / "app").rglob("*.py"))
+    for path in app_sources:
+        assert not [name for _, name in calls(path) if name.endswith("GradientLog")], path
+        imports = [
+            node
+            for node in ast.walk(ast.parse(path.read_text()))
+            if isinstance(node, ast.Import | ast.ImportFrom) and "gradlog" in ast.unparse(node)
+        ]
+        assert not imports, path
 
 
 # ---- the URL guard and Streamlit's internals ----------------------------------------------

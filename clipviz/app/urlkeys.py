@@ -199,6 +199,7 @@ PAGE_URLS: dict[str, PageUrl] = {
     "cliff": PageUrl(CLIFF),
     "stability_map": PageUrl(NO_KEYS, lab_keys=True),
     "in_practice": PageUrl(NO_KEYS),
+    "your_run": PageUrl(NO_KEYS),
 }
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from clipviz.figures.style import CLIPPED, HEAT, THRESHOLD, UNCLIPPED, base_layout
+from clipviz.figures.style import CLIPPED, HEAT, THRESHOLD, UNCLIPPED, base_layout, run_symbol
 from clipviz.lessons.cliff import Path, Surface, ThresholdSweep
 
 LOG_LOSS_FLOOR = -4.0  # colour scale bottom: losses below 1e-4 all look like the valley floor
@@ -80,7 +80,12 @@ def _add_path(fig: go.Figure, path: Path, name: str, colour: str, width: float) 
             name=name,
             mode="lines+markers",
             line={"color": colour, "width": width},
-            marker={"color": colour, "size": width + 3, "line": {"color": "white", "width": 0.5}},
+            marker={
+                "color": colour,
+                "size": width + 3,
+                "symbol": run_symbol(colour == CLIPPED),
+                "line": {"color": "white", "width": 0.5},
+            },
             customdata=customdata,
             hovertemplate=template,
         )
@@ -226,7 +231,7 @@ def steps_figure(unclipped: Path, clipped: Path, height: int = 520) -> go.Figure
                 y=_positive_or_none(path.grad_norm),
                 name=name,
                 legendgroup=name,
-                marker={"size": 4},
+                marker={"size": 5, "symbol": run_symbol(colour == CLIPPED)},
                 hovertemplate="step %{x}<br>gradient norm = %{y:.4g}<extra>" + name + "</extra>",
                 **common,
             ),
@@ -240,7 +245,7 @@ def steps_figure(unclipped: Path, clipped: Path, height: int = 520) -> go.Figure
                 name=name,
                 legendgroup=name,
                 showlegend=False,
-                marker={"size": 4},
+                marker={"size": 5, "symbol": run_symbol(colour == CLIPPED)},
                 hovertemplate="after step %{x}<br>loss = %{y:.6g}<extra>" + name + "</extra>",
                 **common,
             ),
@@ -377,7 +382,7 @@ def surface_3d_figure(
                 name=name,
                 mode="lines+markers",
                 line={"color": colour, "width": 6},
-                marker={"size": 3, "color": colour},
+                marker={"size": 3, "color": colour, "symbol": run_symbol(colour == CLIPPED)},
                 hovertemplate="w = %{x:.6g}<br>b = %{y:.6g}<br>loss = %{customdata:.4g}<extra></extra>",
             )
         )

@@ -34,7 +34,15 @@ import numpy as np
 import plotly.graph_objects as go
 
 from clipviz.figures import training
-from clipviz.figures.style import ACCENT, HEAT, NEUTRAL, THRESHOLD, base_layout, run_colour
+from clipviz.figures.style import (
+    ACCENT,
+    HEAT,
+    NEUTRAL,
+    THRESHOLD,
+    base_layout,
+    run_colour,
+    run_symbol,
+)
 
 if TYPE_CHECKING:
     from clipviz.lessons.digits import Study
@@ -431,7 +439,7 @@ def _band_traces(
         "legendgroup": group,
         "showlegend": show_legend,
         "line": {"color": colour, "width": 2.4},
-        "marker": {"size": 6},
+        "marker": {"size": 6, "symbol": run_symbol(clipped)},
         "customdata": np.column_stack([low, high]),
         "hovertemplate": f"{name}<br>epoch %{{x}}<br>median %{{y:.4g}}{unit}"
         f"<br>min %{{customdata[0]:.4g}}{unit}, max %{{customdata[1]:.4g}}{unit}<extra></extra>",
@@ -532,7 +540,7 @@ def digits_lr_figure(
                 mode="markers",
                 name=f"{name}: one seed",
                 legendgroup=name,
-                marker={"color": colour, "size": 8, "opacity": 0.6, "symbol": "circle"},
+                marker={"color": colour, "size": 8, "opacity": 0.6, "symbol": run_symbol(clipped)},
                 customdata=np.column_stack([seeds, np.asarray(xs) / nudge]),
                 hovertemplate=f"{name}<br>learning rate %{{customdata[1]:g}}, seed "
                 "%{customdata[0]}<br>final test accuracy %{y:.1f}%<extra></extra>",
@@ -546,7 +554,7 @@ def digits_lr_figure(
                 mode="lines",
                 name=f"{name}: median",
                 legendgroup=name,
-                line={"color": colour, "width": 2.4},
+                line={"color": colour, "width": 2.4, "dash": "solid" if clipped else "dash"},
                 customdata=list(lrs),
                 hovertemplate=f"{name}<br>learning rate %{{customdata:g}}<br>median "
                 "%{y:.1f}%<extra></extra>",

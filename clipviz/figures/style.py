@@ -30,6 +30,17 @@ def run_colour(clipped: bool) -> str:
     return CLIPPED if clipped else UNCLIPPED
 
 
+# Colour is never the only cue (issue 16; WCAG 1.4.1): where clipped and unclipped runs
+# share a chart, their markers differ in shape too.
+CLIPPED_SYMBOL = "circle"
+UNCLIPPED_SYMBOL = "diamond"
+
+
+def run_symbol(clipped: bool) -> str:
+    """The marker shape of a clipped (or an unclipped) run's points."""
+    return CLIPPED_SYMBOL if clipped else UNCLIPPED_SYMBOL
+
+
 def base_layout(fig: go.Figure, *, title: str | None = None, height: int = 340) -> go.Figure:
     """Apply the shared look: white background, light grid, legend on top."""
     fig.update_layout(
