@@ -30,7 +30,7 @@ like any other too-large setting. The upload limits themselves (file size,
 rows, columns) and the limits of a gradient-norm log are declared here too.
 
 The limits leave every preset, the reference experiment and the default
-sweeps well inside (``tests/test_budget.py``). Measured on this project's
+sweeps well inside (``tests/test_hardening.py``, ``test_every_preset_fits_the_budget``). Measured on this project's
 2-core machines, a run at the ``MAX_RUN_MACS`` limit takes about half a minute, a
 step at ``MAX_STEP_ELEMENTS`` uses under 200 MB, and ``MAX_OPEN_MACS`` is
 under half a second.
