@@ -59,3 +59,22 @@ def test_recurrent_curves_tell_the_modes_apart_without_colour():
     }
     fig = recurrent.digits_curves_figure(epochs, curves, clip_value=1.0, lr=0.1)
     assert assert_cues_differ(fig) >= 1
+
+
+def test_the_labs_twin_differs_from_the_main_run_by_marker_shape_not_only_colour():
+    from clipviz.app.lab import LabRun
+    from clipviz.engine.config import PRESETS
+    from clipviz.engine.labstate import LabState
+    from clipviz.figures.style import run_symbol
+    from clipviz.figures.training import lab_figure
+
+    config = PRESETS["tutorial_clip_norm"].config.replace(epochs=2)
+    run = LabRun(config, LabState(config, twin=True).twin_config)
+    run.step(40)
+    traces = run.traces()
+    figure = lab_figure(traces)
+    losses = [t for t in figure.data if t.name == "batch loss"]
+    assert len(losses) == 2
+    main, twin = losses
+    assert main.mode == "lines" and twin.mode == "lines+markers"
+    assert twin.marker.symbol == run_symbol(traces[1].clipped)

@@ -46,7 +46,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from clipviz.engine.result import RunResult
-from clipviz.figures.style import HEAT, NEUTRAL, THRESHOLD, layout_spec, run_colour
+from clipviz.figures.style import HEAT, NEUTRAL, THRESHOLD, layout_spec, run_colour, run_symbol
 
 MAX_POINTS = 2000
 HEATMAP_COLUMNS = 600
@@ -376,11 +376,19 @@ def _series(
     y = trace.records[key]
     idx = _point_indices(trace, y)
     hover = names.pop("hovername")
+    # The twin's lines also carry a few markers (its clip state's shape), so the two
+    # runs of a chart differ by more than colour.
+    marks = (
+        {"mode": "lines+markers", "marker": {"symbol": run_symbol(trace.clipped), "size": 6,
+                                             "maxdisplayed": 30}}
+        if trace.secondary
+        else {"mode": "lines"}
+    )  # fmt: skip
     return {
         "type": "scatter",
         "x": trace.records["step"][idx],
         "y": finite_or_nan(y[idx]),
-        "mode": "lines",
+        **marks,
         **names,
         "line": {"color": colour or run_colour(trace.clipped), "dash": dash, "width": width},
         "opacity": opacity,
