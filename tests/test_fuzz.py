@@ -50,6 +50,7 @@ from clipviz.app import lab, urlkeys
 from clipviz.engine import budget
 from clipviz.engine.config import TrainConfig
 from clipviz.engine.labstate import LAB_KEYS, LabState
+from clipviz.tools import loadtest
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = ROOT / "app.py"
@@ -415,6 +416,8 @@ def dry_cli(monkeypatch, tmp_path):
     monkeypatch.setattr(sweep, "run_sweep", record("spec"))
     monkeypatch.setattr(experiments, "reproduce", record("seeds"))
     monkeypatch.setattr(experiments, "bench", record("repeats"))
+    # loadtest would start a server and its learners: record what it was asked instead
+    monkeypatch.setattr(loadtest, "run_loadtest", lambda *a, **k: record("loadtest")(k))
     parser = cli.build_parser()
     monkeypatch.setattr(cli, "build_parser", lambda: parser)
 
