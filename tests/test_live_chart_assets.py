@@ -8,6 +8,7 @@ year; without them (``streamlit run app.py``) the page sends the code inline.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import gzip
 from pathlib import Path
 
@@ -27,7 +28,10 @@ def routes(monkeypatch):
 def get(route, gzip_ok: bool):
     headers = [(b"accept-encoding", b"gzip, br")] if gzip_ok else []
     scope = {"type": "http", "method": "GET", "path": route.path, "headers": headers}
-    return asyncio.run(route.endpoint(Request(scope)))
+    # On a thread of its own: a browser test on the same worker may have left an event
+    # loop running in this thread (Playwright's sync API), where asyncio.run refuses.
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, route.endpoint(Request(scope))).result()
 
 
 def test_plotly_comes_from_the_installed_package_under_its_version(routes):

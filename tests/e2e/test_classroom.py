@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import re
 import signal
@@ -33,7 +34,11 @@ COOKIE = "clipviz_replica"
 def test_the_load_test_speaks_streamlits_protocol(app_server):
     from clipviz.tools import loadtest
 
-    result = loadtest.run_loadtest(sessions=2, seconds=6, url=app_server.base_url, settle_seconds=0)
+    # On a thread of its own: Playwright's sync API may keep an event loop in this one.
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        result = pool.submit(
+            loadtest.run_loadtest, sessions=2, seconds=6, url=app_server.base_url, settle_seconds=0
+        ).result()
     assert result["errors"] == []
     assert result["sessions"] == 2
     assert result["updates"] > 0 and result["steps"] > 0  # played: new steps arrived

@@ -205,17 +205,20 @@ def test_measure_top_speed_and_memory(page: Page, base_url: str, app_server, cap
 
     # Server memory over ten Play/Reset cycles (after one to warm up).
     def cycle():
-        press(page, "Play")
-        wait_for_points(page, ">", 0, timeout=30)  # it plays: steps arrive and are drawn
+        # From a finished (or playing) run: Reset, then Play until steps are drawn again.
         press(page, "Reset")
         page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']")
         wait_until_reset(page)
+        press(page, "Play")
+        wait_for_points(page, ">", 0, timeout=30)  # it plays: steps arrive and are drawn
 
     cycle()
     before = rss_mb(app_server.pid)
     for _ in range(10):
         cycle()
+    press(page, "Reset")
     page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']")
+    wait_until_reset(page)
     after = rss_mb(app_server.pid)
     with capsys.disabled():
         print(
