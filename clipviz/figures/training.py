@@ -606,10 +606,7 @@ def _loss_panel(traces: list[RunTrace], ax: _Axes, names: _Names) -> _Panel:
         if trace.streamed or (trace.epochs and len(trace.epochs.get("epoch", []))):
             epoch = np.asarray(trace.epochs.get("epoch", ()), dtype=float)
             x = epoch * _batches_per_epoch(trace)
-            if trace.streamed:  # the style must not change as the epochs arrive
-                few = (trace.planned_steps or 0) < 60 * _batches_per_epoch(trace)
-            else:
-                few = len(x) < 60
+            few = _few_epochs(trace, x)
             for key, name, dash, symbol in (
                 ("train_loss", "train loss (epoch)", "solid", "circle"),
                 ("test_loss", "test loss (epoch)", "dash", "diamond"),
@@ -637,6 +634,14 @@ def _loss_panel(traces: list[RunTrace], ax: _Axes, names: _Names) -> _Panel:
     return panel.add(_empty_note(traces, ax))
 
 
+def _few_epochs(trace: RunTrace, x: np.ndarray) -> bool:
+    """Whether the epoch lines carry markers (under 60 epochs). Streamed, the run's
+    planned length decides, so the style does not change as the epochs arrive."""
+    if trace.streamed:
+        return (trace.planned_steps or 0) < 60 * _batches_per_epoch(trace)
+    return len(x) < 60
+
+
 def has_accuracy(traces: list[RunTrace]) -> bool:
     """True when a run classifies (the digits): its epochs carry an accuracy."""
     return any(
@@ -659,10 +664,7 @@ def _accuracy_panel(traces: list[RunTrace], ax: _Axes, names: _Names) -> _Panel:
             continue
         epoch = np.asarray(epochs.get("epoch", ()), dtype=float)
         x = epoch * _batches_per_epoch(trace)
-        if trace.streamed:  # the style must not change as the epochs arrive
-            few = (trace.planned_steps or 0) < 60 * _batches_per_epoch(trace)
-        else:
-            few = len(x) < 60
+        few = _few_epochs(trace, x)
         for key, name, dash, symbol in (
             ("train_accuracy", "train accuracy (epoch, %)", "dot", "square-open"),
             ("test_accuracy", "test accuracy (epoch, %)", "dashdot", "triangle-up-open"),
