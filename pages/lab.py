@@ -49,7 +49,7 @@ from pages.components import live_chart as live_chart_files
 
 ensure_router()
 
-RUN, PLAYER, VALUES, PROBLEMS, RUN_ID, TEACHER, CHART = (
+RUN, PLAYER, VALUES, PROBLEMS, RUN_ID, TEACHER, CHART, BUTTONS = (
     "_lab_run",
     "_lab_player",
     "_lab_values",
@@ -57,6 +57,7 @@ RUN, PLAYER, VALUES, PROBLEMS, RUN_ID, TEACHER, CHART = (
     "_lab_run_id",
     "_lab_teacher",  # (hide, autoplay) from the link: not widgets, kept for the share link
     "_lab_chart_cursor",
+    "_lab_buttons",  # (playing, run finished) as the Play/Pause/Step buttons were drawn
 )
 CHART_HEIGHT = 860  # the figure; the twin's colour key adds a line above it
 PLOTLY_CONFIG = {
@@ -419,6 +420,7 @@ if (
     run = build_run(config, twin_config)
     replace_run(run)
 
+state[BUTTONS] = (player.playing, run.done)
 with st.container(horizontal=True, vertical_alignment="bottom", gap="small"):
     st.button("Play", type="primary", on_click=on_play, disabled=player.playing)
     st.button("Pause", on_click=player.pause, disabled=not player.playing)
@@ -575,8 +577,13 @@ def live_area() -> None:
     player: Player = state[PLAYER]
     cursor = state.get(CHART)
     sent = cursor.steps if cursor is not None and cursor.revision == run.id else 0
-    if player.playing and player.tick(run, ahead=run.step_count - sent).finished:
-        st.rerun()  # the run ended: stop the timer and refresh the buttons
+    if player.playing:
+        player.tick(run, ahead=run.step_count - sent)
+    if state.get(BUTTONS, (player.playing, run.done)) != (player.playing, run.done):
+        # The buttons show another state: the run ended, or a click's callback ran in
+        # this fragment's run (a click and the chart's request for more steps can reach
+        # the server together and run as one fragment run). Redraw the whole page.
+        st.rerun()
     st.progress(run.progress, text=run.counter_text())
 
     diagnosis = lab.diagnose(run.primary)

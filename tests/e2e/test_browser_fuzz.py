@@ -137,6 +137,10 @@ def still_works(page: Page, where) -> None:
 def test_button_races_on_the_lab(page: Page, base_url: str, capsys) -> None:
     page.goto(f"{base_url}/lab?preset=tutorial_clip_norm")
     settle(page)
+    # The idle state may be seen between the link's first run and the rerun that
+    # cleans it: the race starts once the buttons are there.
+    expect(button(page, "Reset")).to_be_visible(timeout=60_000)
+    page.wait_for_selector(IDLE, timeout=60_000)
     start = time.monotonic()
     sequences = [
         ("Reset", "Play"),
