@@ -510,6 +510,7 @@ def chart_payload(run: lab.LabRun, player: Player) -> bytes:
         meta={
             "config": PLOTLY_CONFIG,
             "key": run.colour_key() if run.twin is not None else [],
+            "steps": run.total_steps,  # the step axis grows by round numbers up to this
             "plotly": live_chart_files.plotly_url(),
         },
     )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from clipviz.app.player import DEFAULT_SPEED, SPEEDS, UPDATES_PER_SECOND, Player, Tick
+from clipviz.app.player import BURST, DEFAULT_SPEED, SPEEDS, UPDATES_PER_SECOND, Player, Tick
 from clipviz.engine.config import PRESETS
 from clipviz.engine.trainer import Trainer
 
@@ -201,4 +201,6 @@ def test_asking_faster_than_the_interval_does_not_buy_more_cpu(clock):
     later = player.tick(run, clock, now=100.12)  # 100 ms after that: half the budget
     assert later.steps == pytest.approx(25, abs=2)
     assert player.tick(run, clock, now=100.12).steps == 1  # none left: still one step
-    assert player.allowance(200.0) == player.time_budget  # never more than one budget
+    # Late requests may spend up to BURST budgets, never more, and only as time passed.
+    assert player.allowance(200.0) == BURST * player.time_budget
+    assert player.allowance(100.12 + 0.3) == pytest.approx(1.5 * player.time_budget)

@@ -20,7 +20,9 @@ A tick trains at most ``time_budget`` seconds of this thread's CPU time
 (``time.thread_time``: waiting for other sessions does not count), and the
 budget refills with wall time at ``time_budget`` per ``interval``: however
 fast a browser asks, one session holds at most ``time_budget / interval`` of
-a core (a quarter), whatever its network. An LSTM over long sequences trains
+a core (a quarter), whatever its network. A request that comes late (the
+round trip through the browser took longer than ``interval``) may spend up to
+``BURST`` budgets, so the quarter of a core is not lost to the round trip. An LSTM over long sequences trains
 fewer steps per tick and its chart moves slower; the other learners keep
 theirs. Every tick takes at least one step, so a run always makes progress.
 A tick trains only what tops up the steps the browser has not received yet
@@ -41,6 +43,7 @@ DEFAULT_SPEED = 20
 UPDATES_PER_SECOND = 25  # chart updates the browser draws per second while it has steps
 INTERVAL = 0.2  # seconds of chart a tick trains (the browser asks about this often)
 TIME_BUDGET = 0.05  # CPU seconds of training per tick; refills per INTERVAL: 1/4 of a core
+BURST = 2  # a tick may spend up to this many budgets when its request came late
 
 
 @dataclass
@@ -144,7 +147,7 @@ class Player:
         if self.last_tick is None:
             return self.time_budget
         refilled = self.time_budget * (now - self.last_tick) / self.interval
-        return max(0.0, min(self.time_budget, refilled))
+        return max(0.0, min(BURST * self.time_budget, refilled))
 
     def tick(
         self,

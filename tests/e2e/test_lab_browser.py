@@ -163,9 +163,11 @@ def test_the_streamed_chart_sends_small_messages_and_ends_with_every_step(
     assert points_drawn(page) == 1600  # every step of the run, none thinned away
     sizes = [size for _, size in frames[first_tick:]]
     rate = redraw_rate(page)
+    full = page.evaluate("() => window.fullRedraws")
     with capsys.disabled():
         print(
-            f"\n[lab stream] chart updates while playing: {rate:.1f}/s; websocket messages "
+            f"\n[lab stream] chart updates while playing: {rate:.1f}/s ({full} of them full "
+            f"redraws by plotly.js); websocket messages "
             f"after the first tick: {len(sizes)}, largest {max(sizes, default=0):,} B, "
             f"total {sum(sizes):,} B"
         )
@@ -174,9 +176,12 @@ def test_the_streamed_chart_sends_small_messages_and_ends_with_every_step(
 
 
 def count_redraws(page: Page) -> None:
+    """Every chart update the learner sees: the chart announces each one (a full
+    redraw by plotly.js, or new points appended to its lines) as a ``clipviz-frame``."""
     page.evaluate(
-        f"() => {{ window.redraws = []; document.querySelector('{CHART}')"
-        ".on('plotly_afterplot', () => window.redraws.push(performance.now())); }"
+        f"() => {{ window.redraws = []; window.fullRedraws = 0; "
+        f"document.querySelector('{CHART}').addEventListener('clipviz-frame', (event) => "
+        "{ window.redraws.push(performance.now()); window.fullRedraws += event.detail.full; }); }"
     )
 
 

@@ -20,12 +20,18 @@
 //
 // Generic on purpose: any trace the figure builder adds is streamed and animated
 // the same way (points revealed in the order of their x, the optimizer step).
-// Redrawing is one Plotly.react per chart update on arrays grown in place (a
-// `datarevision` bump tells plotly.js they changed); `uirevision` keeps the zoom.
+// Drawing: a full Plotly.react on arrays grown in place costs 50 to 150 ms in a
+// browser without a GPU, so while playing most chart updates only append the new
+// points to each line's SVG path (`quickDraw`), and a full redraw comes when the
+// axes must change and at least once a second (heatmap, markers, hover). The step
+// axis grows by round numbers, so it rarely forces one. `uirevision` keeps the zoom.
 
 const STORE = (window.clipvizLiveCharts = window.clipvizLiveCharts || {});
 const REQUEST_AGAIN_MS = 8000; // an unanswered request for more steps is repeated
 const LOW_TICKS = 1.5; // ask for more when fewer than this many ticks' steps are left
+const FULL_EVERY_MS = 1000; // while playing, a full redraw at least this often
+const FULL_SHARE = 0.3; // ... but full redraws take at most about this share of the time
+const FULL_MIN_MS = 250; // and come at most this often for a line that left its axes
 
 // ---- payloads -----------------------------------------------------------------
 
@@ -68,8 +74,11 @@ function reset(chart, payload) {
   chart.have = payload.to; // steps received
   chart.shown = payload.to; // steps drawn
   chart.pending = new Map(); // trace index -> {key: points not drawn yet}
+  chart.added = new Map(); // trace index -> {x, y, gap}: revealed since the last drawing
   chart.layouts = []; // [{at: step, layout}] layout changes not applied yet
   chart.asked = null;
+  chart.fullDue = true;
+  growSteps(chart);
 }
 
 function append(chart, payload) {
@@ -97,6 +106,7 @@ function moveAll(from, to) {
 }
 
 // Move the queued points with x <= step into the figure; apply layouts due by then.
+// What each trace got is kept in `chart.added` for the next frame's quick drawing.
 function reveal(chart, step) {
   for (const [index, queued] of chart.pending) {
     const xs = queued.x || [];
@@ -104,6 +114,19 @@ function reveal(chart, step) {
     while (count < xs.length && xs[count] <= step) count++;
     if (!count) continue;
     const trace = chart.data[Number(index)];
+    const ys = Array.isArray(trace.y) ? trace.y : [];
+    const added = chart.added.get(Number(index)) || {
+      x: [],
+      y: [],
+      gap: !ys.length || !Number.isFinite(ys[ys.length - 1]),
+    };
+    if (Array.isArray(queued.y) && !Array.isArray(queued.y[0])) {
+      added.x.push(...xs.slice(0, count));
+      added.y.push(...queued.y.slice(0, count));
+    } else {
+      added.other = true; // a heatmap's columns: drawn by the next full redraw
+    }
+    chart.added.set(Number(index), added);
     for (const [key, values] of Object.entries(queued)) {
       if (Array.isArray(values[0])) {
         if (!Array.isArray(trace[key])) trace[key] = values.map(() => []);
@@ -120,8 +143,29 @@ function reveal(chart, step) {
       if (value === null) delete chart.layout[key];
       else chart.layout[key] = value;
     }
+    chart.fullDue = true; // the axes, shapes or notes changed
   }
   chart.shown = step;
+  growSteps(chart);
+}
+
+// The step axis (and the axes matching it) spans a round number of steps just
+// above the last one shown (10, 20, 50, 100, ..., at most the run's length), so
+// it changes a few times per run instead of at every update.
+function growSteps(chart) {
+  const total = chart.meta.steps;
+  const axis = chart.layout.xaxis;
+  if (!total || !axis) return;
+  let bound = 10;
+  for (let i = 0; bound < Math.min(chart.shown, total) && i < 60; i++) {
+    bound *= String(bound)[0] === "2" ? 2.5 : 2; // 10, 20, 50, 100, 200, 500, ...
+  }
+  bound = Math.min(total, bound);
+  const range = axis.range;
+  if (!range || range[1] !== bound || axis.autorange !== false) {
+    chart.layout.xaxis = { ...axis, range: [0, bound], autorange: false };
+    chart.fullDue = true;
+  }
 }
 
 // Steps to show in the next chart update: the chosen speed; while an answer is
@@ -145,9 +189,103 @@ function awaiting(chart) {
 
 // ---- drawing ----------------------------------------------------------------------
 
+// A full redraw: Plotly.react on the grown arrays (a `datarevision` bump tells
+// plotly.js they changed). It redraws every axis, label and trace: about 50 to
+// 150 ms in a browser drawing without a GPU, too slow for every update.
 function draw(chart) {
+  const start = performance.now();
   chart.layout.datarevision += 1;
   window.Plotly.react(chart.element, chart.data, chart.layout, chart.meta.config || {});
+  const took = performance.now() - start;
+  chart.fullCost = chart.fullCost === undefined ? took : 0.7 * chart.fullCost + 0.3 * took;
+  chart.lastFull = performance.now();
+  chart.fullDue = false;
+  chart.added.clear();
+  frameDrawn(chart, true);
+}
+
+// A quick update between full redraws: the new points of each line are appended
+// to the SVG path plotly.js drew for it, placed with the axes' own conversion
+// from data to pixels. Returns false (a full redraw is needed) when a point
+// falls outside an axis that follows the data, or a line has no path yet.
+// Markers and the heatmap's new columns wait for the next full redraw (at most
+// FULL_EVERY_MS away); so do hover labels for the newest points.
+function quickDraw(chart, strict) {
+  chart.whyFull = "";
+  const element = chart.element;
+  const full = element._fullLayout;
+  const traces = element._fullData;
+  if (!full || !traces) return why(chart, "no figure");
+  const groups = new Map();
+  element.querySelectorAll(".scatterlayer .trace").forEach((group) => {
+    const calc = group.__data__;
+    const trace = calc && calc[0] && calc[0].trace;
+    if (trace) groups.set(trace.index, group);
+  });
+  const edits = [];
+  for (const [index, added] of chart.added) {
+    const trace = traces[index];
+    if (!trace || trace.visible !== true || added.other || !added.x.length) continue;
+    if (trace.type !== "scatter") return why(chart, `type ${trace.type}`);
+    if (!String(trace.mode).includes("lines")) continue; // markers alone: next full redraw
+    if ((trace.line && trace.line.shape && trace.line.shape !== "linear") || trace.fill !== "none") {
+      return why(chart, "shape");
+    }
+    const xa = full[`xaxis${trace.xaxis.slice(1)}`];
+    const ya = full[`yaxis${trace.yaxis.slice(1)}`];
+    const paths = groups.has(index) ? groups.get(index).querySelectorAll("path.js-line") : [];
+    if (!xa || !ya || !paths.length) return why(chart, `no path ${index}`);
+    const path = paths[paths.length - 1];
+    let d = "";
+    let gap = added.gap || !path.getAttribute("d");
+    for (let i = 0; i < added.x.length; i++) {
+      const y = added.y[i];
+      if (typeof y !== "number" || !Number.isFinite(y) || (ya.type === "log" && y <= 0)) {
+        gap = true; // a NaN or infinite loss: the line breaks, as in a full redraw
+        continue;
+      }
+      const px = xa.c2p(added.x[i]);
+      const py = ya.c2p(y);
+      if (!Number.isFinite(px) || !Number.isFinite(py)) return why(chart, "pixel");
+      if (strict && xa.autorange && (px < 0 || px > xa._length)) return why(chart, "x out");
+      if (strict && ya.autorange && (py < 0 || py > ya._length)) return why(chart, "y out");
+      d += `${gap ? "M" : "L"}${px.toFixed(2)},${py.toFixed(2)}`;
+      gap = false;
+    }
+    if (d) edits.push([path, d]);
+  }
+  for (const [path, d] of edits) path.setAttribute("d", path.getAttribute("d") + d);
+  chart.added.clear();
+  frameDrawn(chart, false);
+  return true;
+}
+
+function why(chart, reason) {
+  chart.whyFull = reason;
+  return false;
+}
+
+// Every chart update (full or quick) is counted and announced on the element:
+// `clipviz-frame` events, which the browser tests count.
+function frameDrawn(chart, full) {
+  chart.frames = (chart.frames || 0) + 1;
+  chart.element.dispatchEvent(new CustomEvent("clipviz-frame", { detail: { full } }));
+}
+
+// While playing, a full redraw when something besides lines changed, when a
+// line leaves its axes, and at least every FULL_EVERY_MS (but taking at most
+// FULL_SHARE of the time); quick updates in between.
+function update(chart, now) {
+  const since = now - (chart.lastFull || 0);
+  const spacing = Math.max(FULL_MIN_MS, (chart.fullCost || 0) / FULL_SHARE);
+  const every = Math.max(FULL_EVERY_MS, spacing);
+  // A point outside an axis that follows the data forces a full redraw only once
+  // the last one is `spacing` old; until then it is drawn clipped at the edge.
+  const strict = since >= spacing;
+  if (chart.fullDue || !chart.playing || since >= every || !quickDraw(chart, strict)) {
+    debug("full", chart.fullDue, chart.playing, Math.round(since), chart.whyFull);
+    draw(chart);
+  }
 }
 
 function schedule(chart) {
@@ -168,7 +306,7 @@ function animate(chart, now) {
   }
   chart.lastDraw = now;
   reveal(chart, Math.min(chart.have, chart.shown + stepsForNextUpdate(chart, now)));
-  draw(chart);
+  update(chart, now);
   schedule(chart);
 }
 
