@@ -382,3 +382,18 @@ def test_numbers_travel_as_float32_ranges_and_rows_and_come_back():
     assert stream.decode_array(stream._encode_array(rows)).shape == (2, 3)
     assert stream._encode_array(["layer 1", "layer 2"]) == ["layer 1", "layer 2"]
     np.testing.assert_array_equal(decode(stream._encode_array(rows)), rows)
+
+
+def test_a_primary_that_exploded_keeps_its_panels_while_its_twin_goes_on():
+    """Once the learner's run has exploded, its later slices are empty while the twin
+    trains on: they must not bring back the "no steps yet" note (a bug the browser
+    showed over the exploded run's heatmap)."""
+    config = PRESETS["tutorial_unscaled"].config
+    run = LabRun(config, LabState(config, twin=True).twin_config)
+    browser = play(run, [5, 20, 50, 100])
+    assert run.primary.exploded_at is not None and run.twin.exploded_at is None
+    assert run.step_count > run.primary.exploded_at  # the twin went on after it
+    texts = [a["text"] for a in browser.layout["annotations"]]
+    assert "No steps yet: press Play or Step" not in texts
+    assert f"exploded at step {run.primary.exploded_at}" in texts
+    assert_same_figure(browser, whole_figure(run))

@@ -513,7 +513,10 @@ def _hline(y: float, text: str, ax: _Axes, *, dash: str = "dash", colour=THRESHO
 
 
 def _no_steps(traces: list[RunTrace]) -> bool:
-    return not any(t.steps for t in traces)
+    """No run has taken a step yet. A streamed slice after step ``drawn_from`` > 0
+    belongs to a run that has (its slice is empty when that run stopped early, such
+    as the Lab's run that exploded while its twin goes on)."""
+    return not any(t.steps or t.drawn_from for t in traces)
 
 
 def _empty_note(traces: list[RunTrace], ax: _Axes) -> _Panel:
