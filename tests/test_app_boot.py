@@ -25,6 +25,12 @@ def test_fixing_the_mmap_threshold_is_accepted_by_glibc():
 
 
 @glibc
+def test_limiting_the_malloc_arenas_is_accepted_by_glibc():
+    assert app_boot.limit_arenas() is True
+    assert app_boot.limit_arenas(app_boot.ARENA_MAX) is True
+
+
+@glibc
 def test_a_block_above_the_threshold_goes_back_to_the_system_when_freed():
     """With the threshold fixed, freeing a 16 MiB block shrinks the process at once."""
     script = f"""
