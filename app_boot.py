@@ -56,17 +56,25 @@ M_MMAP_THRESHOLD = -3  # mallopt's parameter number in glibc's malloc.h
 MMAP_THRESHOLD = 4 << 20
 
 
+def _libc():
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c"))
+    except (OSError, TypeError):
+        return None
+
+
+def _mallopt(parameter: int, value: int) -> bool:
+    """glibc's mallopt; False where there is none (musl, macOS, Windows) or it refuses."""
+    mallopt = getattr(_libc(), "mallopt", None)
+    return mallopt is not None and bool(mallopt(parameter, value))
+
+
 def fix_mmap_threshold(size: int = MMAP_THRESHOLD) -> bool:
     """Serve blocks of ``size`` bytes and more by mmap, always; False where impossible.
-
     Setting the threshold also switches off glibc's dynamic raising of it.
     It takes effect at once, for every thread.
     """
-    try:
-        mallopt = ctypes.CDLL(ctypes.util.find_library("c")).mallopt
-    except (OSError, AttributeError, TypeError):  # not glibc (musl, macOS, Windows)
-        return False
-    return bool(mallopt(M_MMAP_THRESHOLD, size))
+    return _mallopt(M_MMAP_THRESHOLD, size)
 
 
 M_ARENA_MAX = -8  # mallopt's parameter number in glibc's malloc.h
@@ -83,22 +91,11 @@ def limit_arenas(count: int = ARENA_MAX) -> bool:
     (+14 %). Set for the whole process (``MALLOC_ARENA_MAX=2`` in the
     environment, as ``deploy/`` does): 434 MB (+3 %), measured the same way.
     """
-    try:
-        mallopt = ctypes.CDLL(ctypes.util.find_library("c")).mallopt
-    except (OSError, AttributeError, TypeError):
-        return False
-    return bool(mallopt(M_ARENA_MAX, count))
+    return _mallopt(M_ARENA_MAX, count)
 
 
 fix_mmap_threshold()  # on the first import, which app.py and every page do first
 limit_arenas()
-
-
-def _libc():
-    try:
-        return ctypes.CDLL(ctypes.util.find_library("c"))
-    except (OSError, TypeError):
-        return None
 
 
 def release_free_memory() -> None:

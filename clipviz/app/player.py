@@ -22,8 +22,8 @@ budget refills with wall time at ``time_budget`` per ``interval``: however
 fast a browser asks, one session holds at most ``time_budget / interval`` of
 a core (a quarter), whatever its network. A request that comes late (the
 round trip through the browser took longer than ``interval``) may spend up to
-``BURST`` budgets, so the quarter of a core is not lost to the round trip. An LSTM over long sequences trains
-fewer steps per tick and its chart moves slower; the other learners keep
+``BURST`` budgets, so the quarter of a core is not lost to the round trip. An
+LSTM over long sequences trains fewer steps per tick and its chart moves slower; the other learners keep
 theirs. Every tick takes at least one step, so a run always makes progress.
 A tick trains only what tops up the steps the browser has not received yet
 (``ahead``) to a tick's worth, so training never runs far ahead of the chart.
